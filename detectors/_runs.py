@@ -1,18 +1,26 @@
-"""Per-stream runs: how a bank feeds a batch so that a stream's state stays in registers.
+"""How a bank feeds a batch: run by run when a stream's values come together, else value by value.
 
-A stream's result depends only on its own values in their order, so a bank may feed a batch as
-runs of one stream's values instead of value by value in arrival order. A run is fed with the
-stream's state in local variables, written back once. In arrival order a kernel would switch
-streams at almost every value: the per-value row view ``states[stream_ids[i]]`` alone costs numba
-two atomic reference-count updates, about as much as a detector's update, and a state kept in
-memory makes the processor wait on the previous value's stores.
+A stream's result depends only on its own values in their order, so a bank is free to choose how
+it walks a batch:
 
-A detector module built on this one has a kernel ``_feed_runs(states, params, streams, bounds,
-run_values)`` that feeds run ``k``, ``run_values[bounds[k]:bounds[k + 1]]``, to ``states[streams[k]]`` and
-returns the indices in ``run_values`` where drift was signalled; :func:`update_in_runs` puts it
-together with :func:`_stream_runs`. It does so in Python, not inside the detector's kernel, on
-purpose: numba's on-disk cache only notices edits to a kernel's own file, so a kernel calling
-``_stream_runs`` would go on running a stale compiled copy of it after this module changes.
+- *Runs* (a lone detector's single run, a bank fed column by column): each run of one stream's
+  consecutive values is fed with the stream's state in local variables, loaded and stored once.
+  Nothing is copied.
+- *Value by value* (interleaved streams): each value loads its stream's row, steps it and stores
+  it back. The next value is usually another stream's, so the processor overlaps consecutive
+  updates instead of waiting on one stream's chain of divisions and square roots; a bank of many
+  streams then keeps up with a lone detector. (Regrouping such a batch by stream first costs a
+  few ns per value, as much as an update.) KSWIN is the exception: its window is kilobytes, so
+  value by value every update would fetch a window from memory; it regroups the batch by stream
+  with a counting sort and feeds the groups as runs.
+
+A detector module built on this one has two kernels: ``_feed_runs(states, params, streams, bounds,
+values)`` feeds run ``k``, ``values[bounds[k]:bounds[k + 1]]``, to ``states[streams[k]]``, and
+``_feed_each(states, params, stream_ids, values)`` feeds ``values[i]`` to
+``states[stream_ids[i]]`` (KSWIN has none); each returns the indices in ``values`` where drift was signalled.
+:func:`update_in_runs` picks one in Python, not inside the detector's kernel, on purpose: numba's
+on-disk cache only notices edits to a kernel's own file, so a kernel calling :func:`_own_runs`
+would go on running a stale compiled copy of it after this module changes.
 """
 
 from __future__ import annotations
@@ -20,34 +28,29 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# Below this mean length the batch's own runs are regrouped: a run costs a state load and store
-# (tens of cycles), the counting sort a few cycles per value.
+# Below this mean length a batch is fed value by value: a run costs a state load and store (tens
+# of cycles), which long runs spread over their values.
 _MIN_MEAN_RUN = 16
 
 
 @njit(cache=True)
-def _stream_runs(stream_ids, values, n_streams):
-    """The batch as runs of one stream's values, each stream's values in arrival order.
+def _own_runs(stream_ids):
+    """The batch's runs of equal consecutive ids, when they are long enough to feed run by run.
 
-    Returns ``(streams, bounds, run_values, positions)``: run ``k`` is
-    ``run_values[bounds[k]:bounds[k + 1]]``, for stream ``streams[k]``, and ``positions[j]`` is
-    the index in ``values`` of ``run_values[j]``. A batch whose runs of equal consecutive ids are
-    long (a lone detector's single run, a bank fed column by column) is returned as those runs
-    of ``values`` itself, in order, with ``positions`` empty: nothing is copied and an index is
-    its own position. Otherwise each stream's values are gathered into one run by a stable
-    counting sort.
+    Returns ``(streams, bounds)``: run ``k`` is positions ``bounds[k]:bounds[k + 1]``, for stream
+    ``streams[k]``. When the runs average fewer than ``_MIN_MEAN_RUN`` values, ``bounds`` is
+    empty: the batch is to be fed value by value.
 
     Examples
     --------
     >>> import numpy as np
-    >>> values = np.array([10.0, 11.0, 12.0, 13.0])
-    >>> _stream_runs(np.array([2, 0, 2, 2]), values, 3)  # interleaved: regrouped
-    (array([0, 2]), array([0, 1, 4]), array([11., 10., 12., 13.]), array([1., 0., 2., 3.]))
-    >>> _stream_runs(np.array([1, 1, 1, 1]), values, 3)  # one stream: fed as it is
-    (array([1]), array([0, 4]), array([10., 11., 12., 13.]), array([], dtype=float64))
+    >>> _own_runs(np.repeat([1, 0], 20))
+    (array([1, 0]), array([ 0, 20, 40]))
+    >>> _own_runs(np.array([2, 0, 2, 2]))  # interleaved: no runs
+    (array([], dtype=int64), array([], dtype=int64))
     """
     n = len(stream_ids)
-    # one pass over the ids, left as soon as the runs are too many to feed as they are
+    # one pass over the ids, left as soon as the runs are too many
     most_runs = max(n, _MIN_MEAN_RUN) // _MIN_MEAN_RUN
     streams = np.empty(most_runs, np.int64)
     bounds = np.empty(most_runs + 1, np.int64)
@@ -55,14 +58,29 @@ def _stream_runs(stream_ids, values, n_streams):
     for i in range(n):
         if i == 0 or stream_ids[i] != stream_ids[i - 1]:
             if k == most_runs:
-                break
+                return streams[:0], bounds[:0]
             streams[k] = stream_ids[i]
             bounds[k] = i
             k += 1
-    else:
-        bounds[k] = n
-        return streams[:k], bounds[: k + 1], values[:], np.empty(0, np.float64)
+    bounds[k] = n
+    return streams[:k], bounds[: k + 1]
 
+
+@njit(cache=True)
+def _by_stream(stream_ids, values, n_streams):
+    """The batch regrouped into one run per stream, each stream's values in arrival order.
+
+    Returns ``(streams, bounds, run_values, positions)``: run ``k`` is
+    ``run_values[bounds[k]:bounds[k + 1]]``, for stream ``streams[k]``, and ``positions[j]`` is
+    the index in ``values`` of ``run_values[j]`` (a stable counting sort).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> _by_stream(np.array([2, 0, 2, 2]), np.array([10.0, 11.0, 12.0, 13.0]), 3)
+    (array([0, 2]), array([0, 1, 4]), array([11., 10., 12., 13.]), array([1, 0, 2, 3]))
+    """
+    n = len(stream_ids)
     counts = np.zeros(n_streams + 1, np.int64)
     for s in stream_ids:
         counts[s + 1] += 1
@@ -79,36 +97,42 @@ def _stream_runs(stream_ids, values, n_streams):
             bounds[k] = counts[s]
             k += 1
     bounds[n_runs] = n
-    # value and position side by side: one cache line written per value
-    grouped = np.empty((n, 2), np.float64)
+    run_values = np.empty(n, np.float64)
+    positions = np.empty(n, np.int64)
     fill = counts[:-1]
     for i in range(n):
         k = fill[stream_ids[i]]
-        grouped[k, 0] = values[i]
-        grouped[k, 1] = i
+        run_values[k] = values[i]
+        positions[k] = i
         fill[stream_ids[i]] = k + 1
-    return streams, bounds, grouped[:, 0], grouped[:, 1]
+    return streams, bounds, run_values, positions
 
 
-def update_in_runs(feed_runs, states, params, stream_ids, values) -> np.ndarray:
-    """Feed a bank's batch to ``feed_runs`` (a detector's kernel) as per-stream runs.
+def update_in_runs(feed_runs, feed_each, states, params, stream_ids, values) -> np.ndarray:
+    """Feed a bank's batch to a detector's kernels, run by run or value by value.
+
+    With ``feed_each`` None, a batch of short runs is regrouped by stream and fed as runs.
 
     Returns the int64 indices in ``values`` where drift was signalled, in increasing order.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from detectors.page_hinkley import PageHinkley, _feed_runs
+    >>> from detectors.page_hinkley import PageHinkley, _feed_each, _feed_runs
     >>> detector = PageHinkley(min_instances=1, delta=0.0, threshold=2.5, alpha=1.0)
     >>> states = np.tile(detector._state, (2, 1))
     >>> ids = np.array([0, 1, 0, 1, 0, 1, 0, 1])
     >>> values = np.array([0.0, 0.0, 0.0, 5.0, 0.0, 5.0, 5.0, 5.0])
-    >>> update_in_runs(_feed_runs, states, detector._params, ids, values)  # stream 1 moves first
+    >>> update_in_runs(_feed_runs, _feed_each, states, detector._params, ids, values)  # stream 1 moves first
     array([5, 6])
     """
-    streams, bounds, run_values, positions = _stream_runs(stream_ids, values, len(states))
-    found = feed_runs(states, params, streams, bounds, run_values)
-    if len(positions):
-        found = positions[found].astype(np.int64)
-    found.sort()  # regrouped runs, and runs fed in lockstep, report them out of order
+    streams, bounds = _own_runs(stream_ids)
+    if len(bounds):
+        found = feed_runs(states, params, streams, bounds, values)
+    elif feed_each is not None:
+        return feed_each(states, params, stream_ids, values)
+    else:
+        streams, bounds, run_values, positions = _by_stream(stream_ids, values, len(states))
+        found = positions[feed_runs(states, params, streams, bounds, run_values)]
+    found.sort()  # runs fed in lockstep report their detections out of order
     return found

@@ -58,19 +58,20 @@ def _step(row, params, x):
 
 
 @njit(cache=True, inline="always")
-def _load(state):
-    return state[DRIFT], state[WARNING], state[_N], state[_P], state[_P_MIN], state[_S_MIN], state[_PS_MIN]
+def _load(states, s):
+    return states[s, DRIFT], states[s, WARNING], states[s, _N], states[s, _P], states[s, _P_MIN], states[s, _S_MIN], states[s, _PS_MIN]
 
 
 @njit(cache=True, inline="always")
-def _store(state, row):
-    state[DRIFT], state[WARNING], state[_N], state[_P], state[_P_MIN], state[_S_MIN], state[_PS_MIN] = row
+def _store(states, s, row):
+    states[s, DRIFT], states[s, WARNING], states[s, _N], states[s, _P], states[s, _P_MIN], states[s, _S_MIN], states[s, _PS_MIN] = row
 
 
 @njit(cache=True, error_model="numpy")
 def _update(state, params, x):
-    row = _step(_load(state), params, x)
-    _store(state, row)
+    states = state.reshape((1, state.size))
+    row = _step(_load(states, 0), params, x)
+    _store(states, 0, row)
     return row[DRIFT] != 0.0
 
 
@@ -81,19 +82,35 @@ def _feed_runs(states, params, streams, bounds, values):
     found = np.empty(len(values), np.int64)
     n_found = 0
     for k in range(len(streams)):
-        state = states[streams[k]]
-        row = _load(state)
+        s = streams[k]
+        row = _load(states, s)
         for j in range(bounds[k], bounds[k + 1]):
             row = _step(row, params, values[j])
             if row[DRIFT] != 0.0:
                 found[n_found] = j
                 n_found += 1
-        _store(state, row)
+        _store(states, s, row)
+    return found[:n_found]
+
+
+@njit(cache=True, error_model="numpy")
+def _feed_each(states, params, stream_ids, values):
+    """Feed ``values[i]`` to ``states[stream_ids[i]]``, in order; returns the indices in ``values``
+    where drift was signalled."""
+    found = np.empty(len(values), np.int64)
+    n_found = 0
+    for i in range(len(values)):
+        s = stream_ids[i]
+        row = _step(_load(states, s), params, values[i])
+        _store(states, s, row)
+        if row[DRIFT] != 0.0:
+            found[n_found] = i
+            n_found += 1
     return found[:n_found]
 
 
 def _bank_update_many(states, params, stream_ids, values):
-    return update_in_runs(_feed_runs, states, params, stream_ids, values)
+    return update_in_runs(_feed_runs, _feed_each, states, params, stream_ids, values)
 
 
 def _as_error_values(values) -> np.ndarray:

@@ -70,21 +70,22 @@ def _step(row, params, x):
 
 
 @njit(cache=True, inline="always")
-def _load(state):
-    flags, errors = (state[DRIFT], state[WARNING]), (state[_N], state[_LAST_ERROR], state[_N_ERRORS])
-    return flags + errors + (state[_MEAN], state[_SQUARES], state[_P2S_MAX])
+def _load(states, s):
+    flags, errors = (states[s, DRIFT], states[s, WARNING]), (states[s, _N], states[s, _LAST_ERROR], states[s, _N_ERRORS])
+    return flags + errors + (states[s, _MEAN], states[s, _SQUARES], states[s, _P2S_MAX])
 
 
 @njit(cache=True, inline="always")
-def _store(state, row):
-    state[DRIFT], state[WARNING], state[_N], state[_LAST_ERROR], state[_N_ERRORS] = row[:5]
-    state[_MEAN], state[_SQUARES], state[_P2S_MAX] = row[5:]
+def _store(states, s, row):
+    states[s, DRIFT], states[s, WARNING], states[s, _N], states[s, _LAST_ERROR], states[s, _N_ERRORS] = row[:5]
+    states[s, _MEAN], states[s, _SQUARES], states[s, _P2S_MAX] = row[5:]
 
 
 @njit(cache=True, error_model="numpy")
 def _update(state, params, x):
-    row = _step(_load(state), params, x)
-    _store(state, row)
+    states = state.reshape((1, state.size))
+    row = _step(_load(states, 0), params, x)
+    _store(states, 0, row)
     return row[DRIFT] != 0.0
 
 
@@ -95,19 +96,39 @@ def _feed_runs(states, params, streams, bounds, values):
     found = np.empty(len(values), np.int64)
     n_found = 0
     for k in range(len(streams)):
-        state = states[streams[k]]
-        row = _load(state)
+        s = streams[k]
+        row = _load(states, s)
         for j in range(bounds[k], bounds[k + 1]):
             row = _step(row, params, values[j])
             if row[DRIFT] != 0.0:
                 found[n_found] = j
                 n_found += 1
-        _store(state, row)
+        _store(states, s, row)
+    return found[:n_found]
+
+
+@njit(cache=True, error_model="numpy")
+def _feed_each(states, params, stream_ids, values):
+    """Feed ``values[i]`` to ``states[stream_ids[i]]``, in order; returns the indices in ``values``
+    where drift was signalled."""
+    found = np.empty(len(values), np.int64)
+    n_found = 0
+    for i in range(len(values)):
+        s, x = stream_ids[i], values[i]
+        if x != 1.0 and states[s, DRIFT] == 0.0:
+            # _step's common case (only the count moves), without loading and storing the row
+            states[s, _N] += 1.0
+            continue
+        row = _step(_load(states, s), params, x)
+        _store(states, s, row)
+        if row[DRIFT] != 0.0:
+            found[n_found] = i
+            n_found += 1
     return found[:n_found]
 
 
 def _bank_update_many(states, params, stream_ids, values):
-    return update_in_runs(_feed_runs, states, params, stream_ids, values)
+    return update_in_runs(_feed_runs, _feed_each, states, params, stream_ids, values)
 
 
 class EDDM(StreamDetector):

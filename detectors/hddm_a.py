@@ -92,21 +92,22 @@ def _step(row, params, x):
 
 
 @njit(cache=True, inline="always")
-def _load(state):
-    flags, whole = (state[DRIFT], state[WARNING]), (state[_Z_N], state[_Z_MEAN])
-    return flags + whole + (state[_MIN_N], state[_MIN_MEAN], state[_MAX_N], state[_MAX_MEAN])
+def _load(states, s):
+    flags, whole = (states[s, DRIFT], states[s, WARNING]), (states[s, _Z_N], states[s, _Z_MEAN])
+    return flags + whole + (states[s, _MIN_N], states[s, _MIN_MEAN], states[s, _MAX_N], states[s, _MAX_MEAN])
 
 
 @njit(cache=True, inline="always")
-def _store(state, row):
-    state[DRIFT], state[WARNING], state[_Z_N], state[_Z_MEAN] = row[:4]
-    state[_MIN_N], state[_MIN_MEAN], state[_MAX_N], state[_MAX_MEAN] = row[4:]
+def _store(states, s, row):
+    states[s, DRIFT], states[s, WARNING], states[s, _Z_N], states[s, _Z_MEAN] = row[:4]
+    states[s, _MIN_N], states[s, _MIN_MEAN], states[s, _MAX_N], states[s, _MAX_MEAN] = row[4:]
 
 
 @njit(cache=True, error_model="numpy")
 def _update(state, params, x):
-    row = _step(_load(state), params, x)
-    _store(state, row)
+    states = state.reshape((1, state.size))
+    row = _step(_load(states, 0), params, x)
+    _store(states, 0, row)
     return row[DRIFT] != 0.0
 
 
@@ -132,8 +133,8 @@ def _feed_runs(states, params, streams, bounds, values):
     found = np.empty(len(values), np.int64)
     n_found = 0
     for k in range(0, len(streams) - 1, 2):
-        first, second = states[streams[k]], states[streams[k + 1]]
-        row_1, row_2 = _load(first), _load(second)
+        s_1, s_2 = streams[k], streams[k + 1]
+        row_1, row_2 = _load(states, s_1), _load(states, s_2)
         start_1, start_2, end_2 = bounds[k], bounds[k + 1], bounds[k + 2]
         common = min(start_2 - start_1, end_2 - start_2)
         for t in range(common):
@@ -147,17 +148,33 @@ def _feed_runs(states, params, streams, bounds, values):
                 n_found += 1
         row_1, n_found = _feed(row_1, params, values, start_1 + common, start_2, found, n_found)
         row_2, n_found = _feed(row_2, params, values, start_2 + common, end_2, found, n_found)
-        _store(first, row_1)
-        _store(second, row_2)
+        _store(states, s_1, row_1)
+        _store(states, s_2, row_2)
     if len(streams) % 2:
-        last = states[streams[-1]]
-        row, n_found = _feed(_load(last), params, values, bounds[-2], bounds[-1], found, n_found)
-        _store(last, row)
+        last = streams[-1]
+        row, n_found = _feed(_load(states, last), params, values, bounds[-2], bounds[-1], found, n_found)
+        _store(states, last, row)
+    return found[:n_found]
+
+
+@njit(cache=True, error_model="numpy")
+def _feed_each(states, params, stream_ids, values):
+    """Feed ``values[i]`` to ``states[stream_ids[i]]``, in order; returns the indices in ``values``
+    where drift was signalled."""
+    found = np.empty(len(values), np.int64)
+    n_found = 0
+    for i in range(len(values)):
+        s = stream_ids[i]
+        row = _step(_load(states, s), params, values[i])
+        _store(states, s, row)
+        if row[DRIFT] != 0.0:
+            found[n_found] = i
+            n_found += 1
     return found[:n_found]
 
 
 def _bank_update_many(states, params, stream_ids, values):
-    return update_in_runs(_feed_runs, states, params, stream_ids, values)
+    return update_in_runs(_feed_runs, _feed_each, states, params, stream_ids, values)
 
 
 def _check_confidence(name: str, value: float) -> None:

@@ -58,13 +58,13 @@ def _mean_changed(first, second, log_inv_confidence):
 
 
 @njit(cache=True, inline="always")
-def _sample_at(state, at):
-    return state[at], state[at + 1], state[at + 2]
+def _sample_at(states, s, at):
+    return states[s, at], states[s, at + 1], states[s, at + 2]
 
 
 @njit(cache=True, inline="always")
-def _store_sample(state, at, sample):
-    state[at], state[at + 1], state[at + 2] = sample
+def _store_sample(states, s, at, sample):
+    states[s, at], states[s, at + 1], states[s, at + 2] = sample
 
 
 # A stream's state is carried as a tuple of locals (the row's layout, samples as tuples) through
@@ -114,29 +114,30 @@ def _step(row, params, x):
 
 
 @njit(cache=True, inline="always")
-def _load(state):
-    total, incr = _sample_at(state, _TOTAL), (_sample_at(state, _S1_INCR), _sample_at(state, _S2_INCR))
-    decr = _sample_at(state, _S1_DECR), _sample_at(state, _S2_DECR)
-    cutpoints = state[_INCR_CUTPOINT], state[_DECR_CUTPOINT]
-    return (state[DRIFT], state[WARNING], total) + incr + decr + cutpoints
+def _load(states, s):
+    total, incr = _sample_at(states, s, _TOTAL), (_sample_at(states, s, _S1_INCR), _sample_at(states, s, _S2_INCR))
+    decr = _sample_at(states, s, _S1_DECR), _sample_at(states, s, _S2_DECR)
+    cutpoints = states[s, _INCR_CUTPOINT], states[s, _DECR_CUTPOINT]
+    return (states[s, DRIFT], states[s, WARNING], total) + incr + decr + cutpoints
 
 
 @njit(cache=True, inline="always")
-def _store(state, row):
+def _store(states, s, row):
     drift, warning, total, s1_incr, s2_incr, s1_decr, s2_decr, incr_cutpoint, decr_cutpoint = row
-    state[DRIFT], state[WARNING] = drift, warning
-    _store_sample(state, _TOTAL, total)
-    _store_sample(state, _S1_INCR, s1_incr)
-    _store_sample(state, _S2_INCR, s2_incr)
-    _store_sample(state, _S1_DECR, s1_decr)
-    _store_sample(state, _S2_DECR, s2_decr)
-    state[_INCR_CUTPOINT], state[_DECR_CUTPOINT] = incr_cutpoint, decr_cutpoint
+    states[s, DRIFT], states[s, WARNING] = drift, warning
+    _store_sample(states, s, _TOTAL, total)
+    _store_sample(states, s, _S1_INCR, s1_incr)
+    _store_sample(states, s, _S2_INCR, s2_incr)
+    _store_sample(states, s, _S1_DECR, s1_decr)
+    _store_sample(states, s, _S2_DECR, s2_decr)
+    states[s, _INCR_CUTPOINT], states[s, _DECR_CUTPOINT] = incr_cutpoint, decr_cutpoint
 
 
 @njit(cache=True, error_model="numpy")
 def _update(state, params, x):
-    row = _step(_load(state), params, x)
-    _store(state, row)
+    states = state.reshape((1, state.size))
+    row = _step(_load(states, 0), params, x)
+    _store(states, 0, row)
     return row[DRIFT] != 0.0
 
 
@@ -147,19 +148,35 @@ def _feed_runs(states, params, streams, bounds, values):
     found = np.empty(len(values), np.int64)
     n_found = 0
     for k in range(len(streams)):
-        state = states[streams[k]]
-        row = _load(state)
+        s = streams[k]
+        row = _load(states, s)
         for j in range(bounds[k], bounds[k + 1]):
             row = _step(row, params, values[j])
             if row[DRIFT] != 0.0:
                 found[n_found] = j
                 n_found += 1
-        _store(state, row)
+        _store(states, s, row)
+    return found[:n_found]
+
+
+@njit(cache=True, error_model="numpy")
+def _feed_each(states, params, stream_ids, values):
+    """Feed ``values[i]`` to ``states[stream_ids[i]]``, in order; returns the indices in ``values``
+    where drift was signalled."""
+    found = np.empty(len(values), np.int64)
+    n_found = 0
+    for i in range(len(values)):
+        s = stream_ids[i]
+        row = _step(_load(states, s), params, values[i])
+        _store(states, s, row)
+        if row[DRIFT] != 0.0:
+            found[n_found] = i
+            n_found += 1
     return found[:n_found]
 
 
 def _bank_update_many(states, params, stream_ids, values):
-    return update_in_runs(_feed_runs, states, params, stream_ids, values)
+    return update_in_runs(_feed_runs, _feed_each, states, params, stream_ids, values)
 
 
 def _check_confidence(name: str, value: float) -> None:

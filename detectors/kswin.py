@@ -380,7 +380,7 @@ def _feed_runs(states, params, streams, bounds, values):
 
 
 def _bank_update_many(states, params, stream_ids, values):
-    return update_in_runs(_feed_runs, states, params, stream_ids, values)
+    return update_in_runs(_feed_runs, None, states, params, stream_ids, values)
 
 
 def _seed_key(seed: int) -> list[int]:

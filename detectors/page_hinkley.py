@@ -85,22 +85,23 @@ def _step(row, params, x):
 
 
 @njit(cache=True, inline="always")
-def _load(state):
-    flags, mean = (state[DRIFT], state[WARNING]), (state[_N], state[_MEAN])
-    sums, extremes = (state[_SUM_INCREASE], state[_SUM_DECREASE]), (state[_MIN_INCREASE], state[_MAX_DECREASE])
+def _load(states, s):
+    flags, mean = (states[s, DRIFT], states[s, WARNING]), (states[s, _N], states[s, _MEAN])
+    sums, extremes = (states[s, _SUM_INCREASE], states[s, _SUM_DECREASE]), (states[s, _MIN_INCREASE], states[s, _MAX_DECREASE])
     return flags + mean + sums + extremes
 
 
 @njit(cache=True, inline="always")
-def _store(state, row):
-    state[DRIFT], state[WARNING], state[_N], state[_MEAN] = row[:4]
-    state[_SUM_INCREASE], state[_SUM_DECREASE], state[_MIN_INCREASE], state[_MAX_DECREASE] = row[4:]
+def _store(states, s, row):
+    states[s, DRIFT], states[s, WARNING], states[s, _N], states[s, _MEAN] = row[:4]
+    states[s, _SUM_INCREASE], states[s, _SUM_DECREASE], states[s, _MIN_INCREASE], states[s, _MAX_DECREASE] = row[4:]
 
 
 @njit(cache=True, error_model="numpy")
 def _update(state, params, x):
-    row = _step(_load(state), params, x)
-    _store(state, row)
+    states = state.reshape((1, state.size))
+    row = _step(_load(states, 0), params, x)
+    _store(states, 0, row)
     return row[DRIFT] != 0.0
 
 
@@ -111,19 +112,35 @@ def _feed_runs(states, params, streams, bounds, values):
     found = np.empty(len(values), np.int64)
     n_found = 0
     for k in range(len(streams)):
-        state = states[streams[k]]
-        row = _load(state)
+        s = streams[k]
+        row = _load(states, s)
         for j in range(bounds[k], bounds[k + 1]):
             row = _step(row, params, values[j])
             if row[DRIFT] != 0.0:
                 found[n_found] = j
                 n_found += 1
-        _store(state, row)
+        _store(states, s, row)
+    return found[:n_found]
+
+
+@njit(cache=True, error_model="numpy")
+def _feed_each(states, params, stream_ids, values):
+    """Feed ``values[i]`` to ``states[stream_ids[i]]``, in order; returns the indices in ``values``
+    where drift was signalled."""
+    found = np.empty(len(values), np.int64)
+    n_found = 0
+    for i in range(len(values)):
+        s = stream_ids[i]
+        row = _step(_load(states, s), params, values[i])
+        _store(states, s, row)
+        if row[DRIFT] != 0.0:
+            found[n_found] = i
+            n_found += 1
     return found[:n_found]
 
 
 def _bank_update_many(states, params, stream_ids, values):
-    return update_in_runs(_feed_runs, states, params, stream_ids, values)
+    return update_in_runs(_feed_runs, _feed_each, states, params, stream_ids, values)
 
 
 class PageHinkley(StreamDetector):

@@ -1,9 +1,9 @@
 """Every detector's bank, whichever way a batch arrives, equals lone detectors run one by one.
 
-A bank kernel feeds a batch as per-stream runs (``detectors._runs``): the batch's own runs when
-they are long (one stream, or a batch grouped by stream as the worker builds it), else each
-stream's values regrouped in arrival order. Either way each stream must see exactly its values in
-order: same detections, same final state, bit for bit, as a lone detector fed value by value.
+A bank kernel feeds a batch (``detectors._runs``) run by run when the batch's own runs are long
+(one stream, or a batch grouped by stream as the worker builds it), else value by value in arrival
+order. Either way each stream must see exactly its values in order: same detections, same final
+state, bit for bit, as a lone detector fed value by value.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from detectors import (
     PageHinkley,
     PageHinkleyBank,
 )
-from detectors._runs import _stream_runs
+from detectors._runs import _by_stream, _own_runs
 
 # Parameters that fire often, so that detections (and the reset on the next value) happen
 # inside runs, at their ends, and across batch boundaries.
@@ -118,11 +118,6 @@ def test_bank_equals_lone_detectors_small(bank_cls, params):
         check_bank(bank_cls, params, layout, seed=3, n_streams=3, per_stream=120)
 
 
-def naive_runs(stream_ids: np.ndarray) -> list[tuple[int, list[int]]]:
-    """Each stream present, in id order, with the positions of its values in arrival order."""
-    return [(int(s), np.flatnonzero(stream_ids == s).tolist()) for s in np.unique(stream_ids)]
-
-
 def own_runs(stream_ids: np.ndarray) -> list[tuple[int, list[int]]]:
     """The batch's runs of equal consecutive ids, in order."""
     starts = np.flatnonzero(np.r_[True, stream_ids[1:] != stream_ids[:-1]][: len(stream_ids)]).tolist()
@@ -132,25 +127,33 @@ def own_runs(stream_ids: np.ndarray) -> list[tuple[int, list[int]]]:
 @pytest.mark.nojit
 @pytest.mark.parametrize("layout", LAYOUTS + ["empty"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_stream_runs_regroup_short_runs_and_keep_long_ones(layout, seed):
+def test_own_runs_are_the_batch_runs_when_they_are_long(layout, seed):
     rng = np.random.default_rng(seed)
     if layout == "empty":
         ids = np.empty(0, np.int64)
     else:
         ids = batch_ids(layout, [int(k) for k in rng.integers(1, 80, 5)], rng)
-    values = rng.normal(size=len(ids))
-    streams, bounds, run_values, positions = _stream_runs(ids, values, 5)
+    streams, bounds = _own_runs(ids)
 
-    runs = []
-    for k, s in enumerate(streams.tolist()):
-        span = range(bounds[k], bounds[k + 1])
-        at = [int(positions[j]) for j in span] if len(positions) else list(span)
-        assert run_values[bounds[k] : bounds[k + 1]].tolist() == values[at].tolist()
-        runs.append((s, at))
-    assert bounds[0] == 0 and bounds[-1] == len(ids) and len(bounds) == len(streams) + 1
-    mean_run = len(ids) / max(len(own_runs(ids)), 1)
-    if len(positions):  # regrouped: one run per stream, in id order
-        assert runs == naive_runs(ids) and mean_run < 16
-    else:  # fed as it came: nothing copied
-        assert runs == own_runs(ids) and (mean_run >= 16 or len(ids) <= 16)
-        assert np.shares_memory(run_values, values) or len(ids) == 0
+    expected = own_runs(ids)
+    mean_run = len(ids) / max(len(expected), 1)
+    if len(bounds):  # fed run by run
+        runs = [(s, list(range(bounds[k], bounds[k + 1]))) for k, s in enumerate(streams.tolist())]
+        assert runs == expected and (mean_run >= 16 or len(expected) <= 1)
+        assert bounds[0] == 0 and bounds[-1] == len(ids)
+    else:  # fed value by value
+        assert mean_run < 16 and len(streams) == 0
+
+
+@pytest.mark.nojit
+@pytest.mark.parametrize("layout", LAYOUTS + ["empty"])
+def test_by_stream_regroups_each_stream_in_arrival_order(layout):
+    rng = np.random.default_rng(5)
+    ids = np.empty(0, np.int64) if layout == "empty" else batch_ids(layout, [int(k) for k in rng.integers(1, 80, 5)], rng)
+    values = rng.normal(size=len(ids))
+    streams, bounds, run_values, positions = _by_stream(ids, values, 5)
+
+    runs = [(s, positions[bounds[k] : bounds[k + 1]].tolist()) for k, s in enumerate(streams.tolist())]
+    assert runs == [(int(s), np.flatnonzero(ids == s).tolist()) for s in np.unique(ids)]
+    assert run_values.tolist() == values[positions].tolist()
+    assert bounds[0] == 0 and bounds[-1] == len(ids)
