@@ -22,7 +22,10 @@ class Sink:
 
     aiokafka's default partitioner hashes every key with murmur2 in pure Python, a visible share of
     the worker's time; crc32 (C) is as stable: one key always lands on one partition, which is all
-    the upserting consumers of these topics rely on (only driftmeter writes them).
+    the upserting consumers of these topics rely on (only driftmeter writes them). Knowing each
+    record's partition, the sink hands the producer whole record batches, one per partition and
+    micro-batch, instead of one ``send`` (a future and a metadata wait) per record: when windows
+    close, a micro-batch has about as many rollups out as usage events in.
     """
 
     def __init__(self, topics: TopicsConfig, partitions: dict[str, int] | None = None):
@@ -44,13 +47,27 @@ class Sink:
         self.pending.append((self.topics.customer_status, customer.encode(), value))
 
     async def send(self, producer: AIOKafkaProducer) -> None:
-        """Hand the pending records to the producer (it batches them); does not wait for acks."""
+        """Hand the pending records to the producer, in order per partition; does not wait for acks."""
         pending, self.pending = self.pending, []
-        partitions = self.partitions
+        by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
         for topic, key, value in pending:
-            n = partitions.get(topic)
-            partition = zlib.crc32(key) % n if n and key is not None else None
-            self._in_flight.append(await producer.send(topic, value, key=key, partition=partition))
+            n = self.partitions.get(topic)
+            if not n:  # partition count unknown: the producer's partitioner places it
+                self._in_flight.append(await producer.send(topic, value, key=key))
+                continue
+            # a record without key (a dead letter of a keyless input) goes by its bytes
+            partition = zlib.crc32(value if key is None else key) % n
+            by_partition.setdefault((topic, partition), []).append((key, value))
+        for (topic, partition), records in by_partition.items():
+            batch = producer.create_batch()
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+                    batch.close()
+                    self._in_flight.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            batch.close()
+            self._in_flight.append(await producer.send_batch(batch, topic, partition=partition))
 
     async def confirm(self, producer: AIOKafkaProducer) -> None:
         """Wait until every record sent so far is acknowledged; raise if any failed."""

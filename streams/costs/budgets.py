@@ -492,17 +492,23 @@ class BudgetBook:
         if self.clock_ms is None:
             raise LookupError("no event seen yet: the current period is unknown")
         _, spends, states = self._statuses()
+        spends, states = spends.tolist(), states.tolist()
+        labels = {kind: _period_label(kind, _period_bounds(kind, self.clock_ms)[0]) for kind in _KINDS.values()}
+        # per policy, not per customer: its period's label and its limit
+        described: dict[int, tuple[str, str]] = {}
+        index = self._index
         out = []
         for customer in customers:
             policy = self._policy(customer)
             if policy is None:
                 raise KeyError(f"customer {customer!r} has no budget and there is no '*' default")
-            kind = _KINDS[policy.period]
-            cid = self._index.get(customer)
-            spend, state = (0, 0) if cid is None else (int(spends[cid]), int(states[cid]))
-            out.append({"customer": customer, "period": _period_label(kind, _period_bounds(kind, self.clock_ms)[0]),
-                        "spend_usd": format_usd(spend), "limit_usd": format_usd(policy.limit_pico),
-                        "state": _STATES[state]})
+            period_limit = described.get(id(policy))
+            if period_limit is None:
+                period_limit = described[id(policy)] = (labels[_KINDS[policy.period]], format_usd(policy.limit_pico))
+            cid = index.get(customer)
+            spend, state = (0, 0) if cid is None else (spends[cid], states[cid])
+            out.append({"customer": customer, "period": period_limit[0], "spend_usd": format_usd(spend),
+                        "limit_usd": period_limit[1], "state": _STATES[state]})
         return out
 
     def changed_since_last_call(self) -> list[str]:

@@ -279,7 +279,7 @@ class CostUnit(Unit):
     def _state(self) -> dict:
         return {
             "windows": self.windows.to_bytes(),
-            "keys": [list(k) for k in self.keys],
+            "keys": self.keys,  # (customer, model, feature) tuples, encoded as arrays
             "key_columns": self.key_columns[: len(self.keys)].tobytes(),
             "names": self.names,
             "budgets": self.budgets.to_bytes(),
