@@ -95,25 +95,31 @@ class CostUnit(Unit):
         get = self.key_id.get
         keys = [(e.subject, e.data.model, e.data.feature) for e in events]
         ids = np.fromiter((get(k, -1) for k in keys), np.int64, len(keys))
-        for i in np.flatnonzero(ids < 0).tolist():
-            ids[i] = self._new_key(keys[i])
+        missing = np.flatnonzero(ids < 0).tolist()
+        if missing:
+            new: dict[tuple[str, str, str], int] = {}  # the batch's new keys, first seen first
+            for i in missing:
+                ids[i] = new.setdefault(keys[i], len(self.keys) + len(new))
+            self._add_keys(list(new))
         return ids
 
-    def _new_key(self, key: tuple[str, str, str]) -> int:
-        k = self.key_id.get(key)
-        if k is not None:  # the same new key twice in one batch
-            return k
-        k = self.key_id[key] = len(self.keys)
-        self.keys.append(key)
-        customer, model, feature = key
-        self.key_customers.add(customer)
-        if k == len(self.key_columns):
-            grown = np.zeros((max(16, 2 * k), 4), np.int64)
-            grown[:k] = self.key_columns
+    def _add_keys(self, keys: list[tuple[str, str, str]]) -> None:
+        """Give new keys the next ids and their kernel columns, interning their names in bulk."""
+        start, end = len(self.keys), len(self.keys) + len(keys)
+        for k, key in enumerate(keys, start):
+            self.key_id[key] = k
+        self.keys.extend(keys)
+        customers, models, features = zip(*keys)
+        self.key_customers.update(customers)
+        if end > len(self.key_columns):
+            grown = np.zeros((max(16, 2 * end), 4), np.int64)
+            grown[:start] = self.key_columns[:start]
             self.key_columns = grown
-        self.key_columns[k] = (int(self.budgets.intern([customer])[0]), self._id("model", model),
-                               self._id("feature", feature), int(self.catalog.index([model])[0]))
-        return k
+        columns = self.key_columns[start:end]
+        columns[:, CUSTOMER] = self.budgets.intern(list(customers))
+        columns[:, MODEL] = [self._id("model", m) for m in models]
+        columns[:, FEATURE] = [self._id("feature", f) for f in features]
+        columns[:, PRICE_ROW] = self.catalog.index(list(models))
 
     def screen(self, kind: str, events: list, time_ms: np.ndarray) -> tuple[list[tuple[int, str]], dict]:
         """Price every event; an unpriced model without cost_usd, or a cost beyond MAX_EVENT_PICO, is refused
