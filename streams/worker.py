@@ -195,17 +195,20 @@ class Intake(mode.Service):
         started = time.perf_counter()
         await self.sink.confirm(self.producer)
         commit: dict[TopicPartition, OffsetAndMetadata] = {}
+        saves = []
         written = 0
         for name in sorted(names):
             unit = self.engine.units.get(name)
             if unit is None or not (unit.dirty or unit.urgent):
                 continue
             state = unit.snapshot()
-            await self.checkpoints.save(name, unit.offsets, state)
+            # Units' checkpoints are independent: written together, their acks are awaited together.
+            saves.append(self.checkpoints.save(name, dict(unit.offsets), state))
             unit.urgent = unit.dirty = False
             written += len(state)
             for (topic, partition), offset in unit.offsets.items():
                 commit[TopicPartition(topic, partition)] = OffsetAndMetadata(offset, "")
+        await asyncio.gather(*saves)
         if periodic:
             self._last_checkpoint = time.monotonic()
         self._checkpoint_wanted = any(u.urgent for u in self.engine.units.values())
