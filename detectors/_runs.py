@@ -8,9 +8,10 @@ it walks a batch:
   Nothing is copied.
 - *Value by value* (interleaved streams): each value loads its stream's row, steps it and stores
   it back. The next value is usually another stream's, so the processor overlaps consecutive
-  updates instead of waiting on one stream's chain of divisions and square roots; a bank of many
-  streams then keeps up with a lone detector. (Regrouping such a batch by stream first costs a
-  few ns per value, as much as an update.) KSWIN is the exception: its window is kilobytes, so
+  updates instead of waiting on one stream's chain of divisions and square roots. The row's loads
+  and stores still cost: PageHinkley, DDM, EDDM and HDDM_W run at 0.7-0.9 of a lone detector's
+  rate (``benchmarks/RESULTS.md``). Regrouping such a batch by stream first costs a few ns per
+  value, as much as an update, and was slower still. KSWIN is the exception: its window is kilobytes, so
   value by value every update would fetch a window from memory; it regroups the batch by stream
   with a counting sort and feeds the groups as runs.
 
