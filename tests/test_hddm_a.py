@@ -23,6 +23,7 @@ from detectors.hddm_a import (
     _hoeffding_bound,
     _increase_bound,
 )
+from tests import binary_parity as parity
 
 PARAMS = [
     {},
@@ -33,51 +34,18 @@ PARAMS = [
 
 
 def river_run(params: dict, values) -> tuple[list[int], list[bool]]:
-    """river's drift indices and per-value warning flags: the reference."""
-    det = binary.HDDMA(**params)
-    drifts, warnings = [], []
-    for i, x in enumerate(values):
-        det.update(x)
-        warnings.append(det.warning_detected)
-        if det.drift_detected:
-            drifts.append(i)
-    return drifts, warnings
+    return parity.river_run(binary.HDDMA, params, values)
 
 
 def streams(seed: int, long: bool = True):
-    rng = np.random.default_rng(seed)
-
-    def errors(rate, n):
-        return (rng.random(n) < rate).astype(np.float64)
-
-    yield "abrupt", np.concatenate([errors(0.1, 3000), errors(0.4, 3000)])
-    yield "gradual", (rng.random(8000) < np.linspace(0.05, 0.5, 8000)).astype(np.float64)
-    yield "noisy", np.concatenate([errors(rate, 400) for rate in rng.uniform(0.0, 0.6, 15)])
-    yield "improving", np.concatenate([errors(0.5, 2000), errors(0.05, 2000)])
     # river averages any finite value as it is.
-    yield "non-binary", rng.choice([0.0, 1.0, 0.5, 2.0, -3.0], 3000)
-    yield "zeros", np.zeros(300)
-    yield "ones", np.ones(300)
-    yield "short", errors(0.3, int(rng.integers(1, 40)))
-    if long:
-        yield "long", np.concatenate([errors(0.1, 20_000), errors(0.15, 20_000)])
+    return parity.error_streams(seed, long, ("non-binary", [0.0, 1.0, 0.5, 2.0, -3.0]), long_n=20_000, long_rate=0.15)
 
 
 @pytest.mark.parametrize("params", PARAMS)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_update_many_and_update_match_river(params, seed):
-    for name, values in streams(seed, long=seed == 0):
-        drifts, warnings = river_run(params, values)
-        assert HDDM_A(**params).update_many(values).tolist() == drifts, name
-
-        det = HDDM_A(**params)
-        ours, flags = [], []
-        for i, x in enumerate(values):
-            if det.update(x):
-                ours.append(i)
-            flags.append(det.warning_detected)
-        assert ours == drifts, name
-        assert flags == warnings, name
+    parity.check_update_many_and_update(HDDM_A, binary.HDDMA, params, streams(seed, long=seed == 0))
 
 
 @pytest.mark.parametrize("params", PARAMS[:2])
@@ -142,31 +110,8 @@ def test_random_bit_lists_match_river(bits, confidences, two_sided):
 
 @pytest.mark.parametrize("params", PARAMS[:3])
 def test_bank_matches_single_detectors_on_interleaved_streams(params):
-    rng = np.random.default_rng(42)
     per_stream = [values for _, values in streams(3, long=False)]
-    owner = rng.permutation(np.repeat(np.arange(len(per_stream)), [len(v) for v in per_stream]))
-    positions = [np.flatnonzero(owner == s) for s in range(len(per_stream))]
-    values = np.empty(len(owner))
-    for s, pos in enumerate(positions):
-        values[pos] = per_stream[s]
-    expected = sorted(
-        int(positions[s][i]) for s in range(len(per_stream)) for i in river_run(params, per_stream[s])[0]
-    )
-
-    bank = HDDM_ABank(len(per_stream), **params)
-    found, start = [], 0
-    for stop in (1000, 7000, 15000, len(values)):  # several batches: state carries over
-        ids, indices = bank.update_many(owner[start:stop], values[start:stop])
-        assert (ids == owner[start:stop][indices]).all()
-        found += (indices + start).tolist()
-        start = stop
-    assert found == expected
-    for s in range(len(per_stream)):
-        single = HDDM_A(**params)
-        single.update_many(per_stream[s])
-        assert np.array_equal(bank.stream(s)._state, single._state)
-        assert bank.drift_detected[s] == single.drift_detected
-        assert bank.warning_detected[s] == single.warning_detected
+    parity.check_bank_on_interleaved_streams(HDDM_A, HDDM_ABank, binary.HDDMA, params, per_stream)
 
 
 @pytest.mark.nojit
@@ -174,40 +119,17 @@ def test_bank_matches_single_detectors_on_interleaved_streams(params):
 def test_checkpoint_mid_stream_gives_identical_future(two_sided):
     values = np.concatenate([np.zeros(100), np.ones(60), np.zeros(100), np.ones(40)])
     params = {"drift_confidence": 0.01, "two_sided_test": two_sided}
-    whole = HDDM_A(**params).update_many(values).tolist()
-    assert whole, "the stream must make HDDM_A detect, or the test proves nothing"
-    for cut in (50, whole[0], whole[0] + 1, 200):  # including right at a detection
-        det = HDDM_A(**params)
-        head = det.update_many(values[:cut]).tolist()
-        restored = HDDM_A.from_bytes(det.to_bytes())
-        assert restored._public_params() == det._public_params()
-        tail = (restored.update_many(values[cut:]) + cut).tolist()
-        assert head + tail == whole
+    parity.check_checkpoint_mid_stream(HDDM_A, params, values, 200)
 
 
 def test_bank_checkpoint_round_trip():
-    rng = np.random.default_rng(5)
-    ids = rng.integers(0, 4, 4000)
-    values = (rng.random(4000) < 0.2 + 0.3 * (ids % 2) * (np.arange(4000) > 2000)).astype(np.float64)
-    bank = HDDM_ABank(4, two_sided_test=True)
-    _, whole = HDDM_ABank(4, two_sided_test=True).update_many(ids, values)
-    _, head = bank.update_many(ids[:2500], values[:2500])
-    restored = HDDM_ABank.from_bytes(bank.to_bytes())
-    assert restored.params == bank.params
-    _, tail = restored.update_many(ids[2500:], values[2500:])
-    assert len(whole) > 0
-    assert head.tolist() + (tail + 2500).tolist() == whole.tolist()
+    parity.check_bank_checkpoint_round_trip(HDDM_ABank, {"two_sided_test": True})
 
 
 @pytest.mark.nojit
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_rejects_non_finite_values(bad):
-    with pytest.raises(ValueError):
-        HDDM_A().update(bad)
-    with pytest.raises(ValueError):
-        HDDM_A().update_many([0.0, 1.0, bad])
-    with pytest.raises(ValueError):
-        HDDM_ABank(2).update_many([0, 1, 0], [0.0, 1.0, bad])
+    parity.check_rejects_non_finite(HDDM_A, HDDM_ABank, bad)
 
 
 @pytest.mark.parametrize(
