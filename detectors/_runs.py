@@ -19,6 +19,8 @@ A detector module built on this one has two kernels: ``_feed_runs(states, params
 values)`` feeds run ``k``, ``values[bounds[k]:bounds[k + 1]]``, to ``states[streams[k]]``, and
 ``_feed_each(states, params, stream_ids, values)`` feeds ``values[i]`` to
 ``states[stream_ids[i]]`` (KSWIN has none); each returns the indices in ``values`` where drift was signalled.
+Both loops are written out in each module around its own ``_step``: numba does not cache a kernel
+that takes a jitted function as an argument, and the worker loads its kernels from the cache.
 :func:`update_in_runs` picks one in Python, not inside the detector's kernel, on purpose: numba's
 on-disk cache only notices edits to a kernel's own file, so a kernel calling :func:`_own_runs`
 would go on running a stale compiled copy of it after this module changes.
