@@ -157,3 +157,15 @@ class WorkerRig:
         """Every record of one of this rig's topics, from the beginning."""
         return read_topic(self.bootstrap, self.topics[key], timeout_ms)
 
+    def read_at_least(self, key: str, count: int, timeout: float = 60) -> list:
+        """Every record of one of this rig's topics once it holds ``count`` or more.
+
+        The worker counts an input in its metrics before the broker has acknowledged the outputs
+        the input made, so a test that waited for a count must then wait for those outputs.
+        """
+        def enough():
+            records = self.read(key)
+            return records if len(records) >= count else None
+
+        return self.wait_for(enough, timeout=timeout, what=f"{count} records in {key}")
+
