@@ -33,13 +33,14 @@ _EMPTY = -1
 MAX_TIME_MS = 2**53  # far beyond any RFC 3339 time; keeps time - horizon away from int64 overflow
 
 
-def fingerprints(sources: Sequence[str], ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """128-bit fingerprints of ``(source, id)`` pairs, as two int64 arrays ``(hi, lo)``.
+def fingerprints(*columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """128-bit fingerprints of rows of strings, e.g. ``(source, id)`` pairs, as two int64 arrays ``(hi, lo)``.
 
-    MurmurHash3 x64-128 of the id's UTF-8 bytes, started from the 128-bit MurmurHash3 of the
-    source's bytes instead of a seed (so ``("a:b", "c")`` and ``("a", "b:c")`` differ). It
-    depends only on the bytes: the same in every process, platform and restart. The strings
-    are joined and encoded in two C-level calls and hashed in one numba call.
+    MurmurHash3 x64-128 of the first column's UTF-8 bytes, then of each next column's bytes
+    started from the previous 128-bit hash instead of a seed (so ``("a:b", "c")`` and
+    ``("a", "b:c")`` differ). It depends only on the bytes: the same in every process, platform
+    and restart. Each column is joined and encoded in two C-level calls and hashed in one numba
+    call.
 
     Examples
     --------
@@ -50,12 +51,15 @@ def fingerprints(sources: Sequence[str], ids: Sequence[str]) -> tuple[np.ndarray
     >>> bool(same[0][0] == hi[0] and same[1][0] == lo[0])
     True
     """
-    if len(sources) != len(ids):
-        raise ValueError(f"got {len(sources)} sources and {len(ids)} ids")
-    source_bytes, source_ends = _utf8_concat(sources)
-    id_bytes, id_ends = _utf8_concat(ids)
-    with np.errstate(over="ignore"):  # wrapping uint64 arithmetic when run without the JIT
-        hi, lo = _fingerprint_many(source_bytes, source_ends, id_bytes, id_ends)
+    n = len(columns[0])
+    if any(len(column) != n for column in columns):
+        raise ValueError(f"columns of different lengths: {[len(column) for column in columns]}")
+    hi = np.zeros(n, np.uint64)
+    lo = np.zeros(n, np.uint64)
+    for column in columns:
+        data, ends = _utf8_concat(column)
+        with np.errstate(over="ignore"):  # wrapping uint64 arithmetic when run without the JIT
+            _hash_on(data, ends, hi, lo)
     return hi.view(np.int64), lo.view(np.int64)
 
 
@@ -309,13 +313,7 @@ def _murmur3_128(data, start, stop, h1, h2):
 
 
 @njit(cache=True)
-def _fingerprint_many(source_bytes, source_ends, id_bytes, id_ends):
-    n = len(id_ends)
-    hi = np.empty(n, np.uint64)
-    lo = np.empty(n, np.uint64)
-    for i in range(n):
-        source_start = source_ends[i - 1] if i else 0
-        id_start = id_ends[i - 1] if i else 0
-        s1, s2 = _murmur3_128(source_bytes, source_start, source_ends[i], _U[0], _U[0])
-        hi[i], lo[i] = _murmur3_128(id_bytes, id_start, id_ends[i], s1, s2)
-    return hi, lo
+def _hash_on(data, ends, hi, lo):
+    """Hash string ``i`` (``data`` up to ``ends[i]``) on from the state ``(hi[i], lo[i])``, in place."""
+    for i in range(len(ends)):
+        hi[i], lo[i] = _murmur3_128(data, ends[i - 1] if i else 0, ends[i], hi[i], lo[i])

@@ -12,7 +12,9 @@ and counts every record as processed, invalid or duplicate: nothing read is sile
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import msgspec
 import numpy as np
@@ -25,14 +27,54 @@ from streams.sink import Sink
 
 
 @dataclass
+class Decoded:
+    """The valid, correctly keyed events of one partition batch, in offset order, before
+    screening and dedup."""
+
+    positions: np.ndarray  # index of each event's record in the batch
+    time_ms: np.ndarray
+    fingerprints: tuple[np.ndarray, np.ndarray]  # of (source, id), for dedup
+    events: list | None = None  # decoded events; None where the pipeline reads columns
+    columns: dict = field(default_factory=dict)  # per-event arrays the pipeline computed
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def take(self, keep: np.ndarray) -> "Decoded":
+        """The events where the boolean ``keep`` is set."""
+        events = None if self.events is None else [e for e, k in zip(self.events, keep.tolist()) if k]
+        return Decoded(self.positions[keep], self.time_ms[keep], (self.fingerprints[0][keep], self.fingerprints[1][keep]),
+                       events, {name: column[keep] for name, column in self.columns.items()})
+
+
+class Picked(Sequence):
+    """``records[positions[i]]`` as item ``i``, without building the list."""
+
+    def __init__(self, records: list, positions: np.ndarray):
+        self.records, self.positions = records, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i):
+        return self.records[int(self.positions[i])]
+
+
+@dataclass
 class Admitted:
     """The valid, first-seen events of one partition batch, in offset order."""
 
-    events: list
-    records: list
+    records: Sequence
     offsets: np.ndarray
     time_ms: np.ndarray
+    events: list | None = None  # decoded events; None where the pipeline reads columns
     extras: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
+_offset = attrgetter("offset")
 
 
 def _contract_key(kind: str, event) -> str:
@@ -80,7 +122,7 @@ class Unit:
         kind = self.kind_of[topic]
         self.dirty = True
         admitted, invalid, duplicate = self._intake(topic, kind, records, sink)
-        processed = len(admitted.events)
+        processed = len(admitted)
         if processed:
             for i, reason in self.apply(kind, admitted, sink):
                 processed -= 1
@@ -99,10 +141,40 @@ class Unit:
             count(topic, "duplicate").inc(duplicate)
 
     def _intake(self, topic: str, kind: str, records: list, sink: Sink) -> tuple[Admitted, int, int]:
-        raws = [r.value if r.value is not None else b"" for r in records]
-        events, bad = decode_batch(kind, raws)
+        def refuse(position: int, reason: str) -> None:
+            record = records[position]
+            sink.dead_letter(topic, self.partition, record.offset, record.key, reason, record.value)
+
+        decoded = self.decode(kind, records, refuse)
+        invalid = len(records) - len(decoded)
+        if len(decoded):
+            # Refused before dedup remembers their (source, id): a bad copy must not shadow a good event.
+            refused = self.screen(kind, decoded)
+            if refused:
+                keep = np.ones(len(decoded), np.bool_)
+                for i, reason in refused:
+                    refuse(int(decoded.positions[i]), reason)
+                    keep[i] = False
+                decoded = decoded.take(keep)
+                invalid += len(refused)
+        if not len(decoded):
+            return Admitted([], np.empty(0, np.int64), np.empty(0, np.int64)), invalid, 0
+        first = self.dedup.first_seen(*decoded.fingerprints, decoded.time_ms)
+        duplicate = len(decoded) - int(first.sum())
+        if duplicate:
+            decoded = decoded.take(first)
+        offsets = np.fromiter(map(_offset, records), np.int64, len(records))[decoded.positions]
+        admitted = Admitted(Picked(records, decoded.positions), offsets, decoded.time_ms, decoded.events, decoded.columns)
+        return admitted, invalid, duplicate
+
+    def decode(self, kind: str, records: list, refuse) -> Decoded:
+        """Decode and validate ``records`` (msgspec), check their Kafka keys and event times.
+
+        Every record that is not kept is passed to ``refuse(position, reason)``.
+        """
+        events, bad = decode_batch(kind, [r.value if r.value is not None else b"" for r in records])
         reasons = dict(bad)
-        keep_events, keep_records = [], []
+        keep_events, positions = [], []
         it = iter(events)
         for i, record in enumerate(records):
             reason = reasons.get(i)
@@ -114,50 +186,28 @@ class Unit:
                     reason = f"key: expected {'the customer id' if kind == 'usage' else 'the model name'} {expected!r}, got {got}"
                 else:
                     keep_events.append(event)
-                    keep_records.append(record)
+                    positions.append(i)
                     continue
-            sink.dead_letter(topic, self.partition, record.offset, record.key, reason, record.value)
+            refuse(i, reason)
         time_ms = np.fromiter((e.time_ms for e in keep_events), np.int64, len(keep_events))
         # Windows, dedup horizons and budgets count milliseconds from 1970 in int64.
-        refused = [(i, f"time: {keep_events[i].time.isoformat()} is before 1970 or beyond year 285,000")
-                   for i in np.flatnonzero((time_ms < 0) | (time_ms > MAX_TIME_MS)).tolist()]
-        extras: dict[str, np.ndarray] = {}
-        if len(refused) < len(keep_events):
-            screened, extras = self.screen(kind, keep_events, time_ms)
-            refused += screened
-        if refused:
-            # Refused before dedup remembers their (source, id): a bad copy must not shadow a good event.
-            keep = np.ones(len(keep_events), np.bool_)
-            for i, reason in refused:
-                record = keep_records[i]
-                sink.dead_letter(topic, self.partition, record.offset, record.key, reason, record.value)
-                keep[i] = False
-            keep_events = [e for e, k in zip(keep_events, keep.tolist()) if k]
-            keep_records = [r for r, k in zip(keep_records, keep.tolist()) if k]
-            time_ms = time_ms[keep]
-            extras = {name: column[keep] for name, column in extras.items()}
-        invalid = len(records) - len(keep_records)
-        if not keep_events:
-            return Admitted([], [], np.empty(0, np.int64), np.empty(0, np.int64)), invalid, 0
+        late = (time_ms < 0) | (time_ms > MAX_TIME_MS)
+        if late.any():
+            for i in np.flatnonzero(late).tolist():
+                refuse(positions[i], f"time: {keep_events[i].time.isoformat()} is before 1970 or beyond year 285,000")
+            keep_events = [e for e, bad_time in zip(keep_events, late.tolist()) if not bad_time]
+            positions = [p for p, bad_time in zip(positions, late.tolist()) if not bad_time]
+            time_ms = time_ms[~late]
         hi, lo = fingerprints([e.source for e in keep_events], [e.id for e in keep_events])
-        first = self.dedup.first_seen(hi, lo, time_ms)
-        duplicate = len(keep_events) - int(first.sum())
-        offsets = np.fromiter((r.offset for r in keep_records), np.int64, len(keep_records))
-        if duplicate:
-            keep_events = [e for e, f in zip(keep_events, first) if f]
-            keep_records = [r for r, f in zip(keep_records, first) if f]
-            offsets, time_ms = offsets[first], time_ms[first]
-            extras = {name: column[first] for name, column in extras.items()}
-        return Admitted(keep_events, keep_records, offsets, time_ms, extras), invalid, duplicate
+        return Decoded(np.array(positions, np.int64), time_ms, (hi, lo), keep_events)
 
-    def screen(self, kind: str, events: list, time_ms: np.ndarray) -> tuple[list[tuple[int, str]], dict]:
+    def screen(self, kind: str, decoded: Decoded) -> list[tuple[int, str]]:
         """Checks that need the pipeline's knowledge (e.g. prices), run before dedup.
 
-        Returns refusals as (index into ``events``, reason) and per-event arrays the pipeline
-        computed on the way (aligned with ``events``); the arrays reach ``apply`` as
-        ``Admitted.extras``, filtered like the events.
+        Returns refusals as (index into ``decoded``, reason); per-event arrays the pipeline
+        computes on the way go into ``decoded.columns`` and reach ``apply`` as ``Admitted.extras``.
         """
-        return [], {}
+        return []
 
     def apply(self, kind: str, admitted: Admitted, sink: Sink) -> list[tuple[int, str]]:
         """The pipeline's per-batch work on admitted events.

@@ -34,8 +34,11 @@ from streams.costs.money import format_usd, from_pico, to_pico
 from streams.costs.prices import COST_ERRORS, PriceCatalog, cost_many
 from streams.costs.spikes import SpikeDetector
 from streams.costs.windows import WindowStore
-from streams.events import RollupWriter
-from streams.units import Admitted, Unit
+from streams.costs.keys import KeyIndex
+from streams.costs.wire import COST_PICO, EVENT_HI, EVENT_LO, KEY_HI, KEY_LO, NO_COST, TIME_MS, TOKENS, scan_usage
+from streams.dedup import fingerprints
+from streams.events import MAX_EVENT_BYTES, RollupWriter
+from streams.units import Admitted, Decoded, Unit
 
 WINDOWS = (("1m", 60_000), ("1h", 3_600_000), ("1d", 86_400_000))
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
@@ -49,6 +52,15 @@ _tokens_of = attrgetter(*TOKEN_FIELDS)
 # overflow before a key has spent over 900 such calls in one window.
 MAX_EVENT_PICO = 10_000 * 10**12
 STATUS_INTERVAL_MS = 5_000
+
+
+def _merge(a: Decoded, b: Decoded) -> Decoded:
+    """Two column-wise batches of one partition batch as one, in record order."""
+    positions = np.concatenate([a.positions, b.positions])
+    order = np.argsort(positions, kind="stable")
+    return Decoded(positions[order], np.concatenate([a.time_ms, b.time_ms])[order],
+                   tuple(np.concatenate([a.fingerprints[j], b.fingerprints[j]])[order] for j in (0, 1)),
+                   columns={name: np.concatenate([a.columns[name], b.columns[name]])[order] for name in a.columns})
 
 
 @lru_cache(maxsize=4)
@@ -68,7 +80,7 @@ class CostUnit(Unit):
         self.idle_ms = int(c.idle_flush_seconds * 1000)
         self.windows = WindowStore(sizes_ms=tuple(ms for _, ms in WINDOWS), grace_ms=self.grace_ms)
         self.keys: list[tuple[str, str, str]] = []  # (customer, model, feature) by key id
-        self.key_id: dict[tuple[str, str, str], int] = {}
+        self.key_index = KeyIndex()
         self.key_columns = np.zeros((0, 4), np.int64)
         self.key_customers: set[str] = set()
         self.names: dict[str, list[str]] = {"model": [], "feature": []}
@@ -90,24 +102,57 @@ class CostUnit(Unit):
             self.names[kind].append(name)
         return i
 
-    def _key_ids(self, events: list) -> np.ndarray:
-        """One dict lookup per event: its (customer, model, feature) key; everything else per key."""
-        get = self.key_id.get
-        keys = [(e.subject, e.data.model, e.data.feature) for e in events]
-        ids = np.fromiter((get(k, -1) for k in keys), np.int64, len(keys))
-        missing = np.flatnonzero(ids < 0).tolist()
-        if missing:
-            new: dict[tuple[str, str, str], int] = {}  # the batch's new keys, first seen first
-            for i in missing:
-                ids[i] = new.setdefault(keys[i], len(self.keys) + len(new))
-            self._add_keys(list(new))
+    def decode(self, kind: str, records: list, refuse) -> Decoded:
+        """Usage records straight to columns (:mod:`streams.costs.wire`); the records the scan
+        leaves, valid or not, go through msgspec like any other unit's, and join the columns."""
+        scan = scan_usage([r.value for r in records], [r.key for r in records], MAX_EVENT_BYTES)
+        fast = np.flatnonzero(scan.ok)
+        fps = scan.fingerprints[fast]
+        ints = scan.ints[fast]
+        decoded = Decoded(fast, ints[:, TIME_MS], (fps[:, EVENT_HI], fps[:, EVENT_LO]), columns={
+            "key_fp": np.ascontiguousarray(fps[:, KEY_HI:]), "tokens": np.ascontiguousarray(ints[:, TOKENS:TOKENS + 5]),
+            "provider": ints[:, COST_PICO].copy()})
+        slow_keys: dict[int, tuple[str, str, str]] = {}  # position -> key, of the records msgspec read
+        if len(fast) < len(records):
+            slow = np.flatnonzero(~scan.ok)
+            read = super().decode(kind, [records[i] for i in slow.tolist()], lambda i, why: refuse(int(slow[i]), why))
+            if len(read):
+                data = [e.data for e in read.events]
+                keys = [(e.subject, d.model, d.feature) for e, d in zip(read.events, data)]
+                positions = slow[read.positions]
+                slow_keys = dict(zip(positions.tolist(), keys))
+                provider = [NO_COST if d.cost_usd is None else to_pico(d.cost_usd) for d in data]
+                decoded = _merge(decoded, Decoded(positions, read.time_ms, read.fingerprints, columns={
+                    "key_fp": np.stack(fingerprints(*zip(*keys)), axis=1),
+                    "tokens": np.array([_tokens_of(d) for d in data], np.int64).reshape(-1, 5),
+                    "provider": np.array(provider, np.int64)}))
+
+        def keys_of(rows: np.ndarray) -> list[tuple[str, str, str]]:
+            positions = decoded.positions[rows]
+            scanned = scan.ok[positions]
+            named = iter(scan.keys(positions[scanned]))
+            return [next(named) if read else slow_keys[int(p)] for p, read in zip(positions.tolist(), scanned.tolist())]
+
+        key_fp = decoded.columns.pop("key_fp")
+        decoded.columns["keys"] = self._key_ids(key_fp[:, 0].copy(), key_fp[:, 1].copy(), keys_of)
+        return decoded
+
+    def _key_ids(self, hi: np.ndarray, lo: np.ndarray, keys_of) -> np.ndarray:
+        """The key id of every event from its key fingerprint; ``keys_of(rows)`` names the keys of
+        events ``rows`` (asked only for keys never seen before)."""
+        ids = self.key_index.lookup(hi, lo)
+        missing = np.flatnonzero(ids < 0)
+        if len(missing):
+            ids[missing] = self.key_index.insert(hi[missing], lo[missing])
+            # new ids follow the order of first appearance, so the first appearances name them in order
+            _, first = np.unique(ids[missing], return_index=True)
+            self._add_keys(keys_of(missing[first]))
         return ids
 
     def _add_keys(self, keys: list[tuple[str, str, str]]) -> None:
-        """Give new keys the next ids and their kernel columns, interning their names in bulk."""
+        """Append new keys (already in the index, in id order) and their kernel columns, interning
+        their names in bulk."""
         start, end = len(self.keys), len(self.keys) + len(keys)
-        for k, key in enumerate(keys, start):
-            self.key_id[key] = k
         self.keys.extend(keys)
         customers, models, features = zip(*keys)
         self.key_customers.update(customers)
@@ -117,28 +162,24 @@ class CostUnit(Unit):
             self.key_columns = grown
         columns = self.key_columns[start:end]
         columns[:, CUSTOMER] = self.budgets.intern(list(customers))
-        columns[:, MODEL] = [self._id("model", m) for m in models]
-        columns[:, FEATURE] = [self._id("feature", f) for f in features]
+        for kind, column, names in (("model", MODEL, models), ("feature", FEATURE, features)):
+            ids = {name: self._id(kind, name) for name in dict.fromkeys(names)}  # first seen, first id
+            columns[:, column] = [ids[name] for name in names]
         columns[:, PRICE_ROW] = self.catalog.index(list(models))
 
-    def screen(self, kind: str, events: list, time_ms: np.ndarray) -> tuple[list[tuple[int, str]], dict]:
+    def screen(self, kind: str, decoded: Decoded) -> list[tuple[int, str]]:
         """Price every event; an unpriced model without cost_usd, or a cost beyond MAX_EVENT_PICO, is refused
         (before dedup, so a bad copy cannot shadow the good event), never priced at zero."""
-        n = len(events)
-        keys = self._key_ids(events)
-        provider = np.full(n, -1, np.int64)
-        for i, given in enumerate([e.data.cost_usd for e in events]):
-            if given is not None:
-                provider[i] = to_pico(given)
-        tokens = np.array([_tokens_of(e.data) for e in events], np.int64).reshape(n, 5)
+        keys, tokens = decoded.columns["keys"], decoded.columns["tokens"]
         cost = cost_many(self.catalog.table, self.key_columns[keys, PRICE_ROW], tokens[:, 0], tokens[:, 1],
-                         tokens[:, 2], tokens[:, 3], tokens[:, 4], provider)
+                         tokens[:, 2], tokens[:, 3], tokens[:, 4], decoded.columns["provider"])
+        decoded.columns["cost"] = cost
         refused = []
         for i in np.flatnonzero((cost < 0) | (cost > MAX_EVENT_PICO)).tolist():
             why = COST_ERRORS.get(int(cost[i])) or f"cost {format_usd(int(cost[i]))} USD exceeds the " \
                                                       f"{format_usd(MAX_EVENT_PICO)} USD limit per event"
-            refused.append((i, f"data.model {events[i].data.model!r}: {why}"))
-        return refused, {"keys": keys, "tokens": tokens, "cost": cost}
+            refused.append((i, f"data.model {self.keys[int(keys[i])][1]!r}: {why}"))
+        return refused
 
     def apply(self, kind: str, admitted: Admitted, sink) -> list[tuple[int, str]]:
         now_ms = int(time.time() * 1000)
@@ -175,7 +216,7 @@ class CostUnit(Unit):
                 summary=f"{s.customer} spent {s.spend_usd} USD in {s.period}: {s.kind.removeprefix('budget_')} "
                         f"threshold {s.threshold_usd} of the {s.limit_usd} USD budget"), now_ms, sink)
         for s in self.spikes.add_batch(customer_ids, time_ms, cost, model_ids, feature_ids):
-            customer = self.budgets.customers[s.customer]
+            customer = self.budgets.customer_names(np.array([s.customer]))[0]
             model, feature = models[s.model], features[s.feature]
             self._signal(Signal(
                 kind="cost_spike", dedup_key=f"cost_spike|{customer}", subject=customer, customer=customer,
@@ -228,8 +269,8 @@ class CostUnit(Unit):
             return
         changed = set(self.budgets.changed_since_last_call()) if due else set()
         customers = sorted(changed | crossed)
-        for customer, status in zip(customers, self.budgets.statuses(customers)):
-            sink.customer_status(customer, msgspec.json.encode(status))
+        for customer, status in zip(customers, self.budgets.encoded_statuses(customers)):
+            sink.customer_status(customer, status)
         if due:
             self.last_status_ms = now_ms
             # Gauges for customers with a budget of their own, set only by the unit that carries them.
@@ -242,14 +283,14 @@ class CostUnit(Unit):
     def _count(self, customer_ids, model_ids, feature_ids, tokens, cost) -> None:
         """Cost and token counters, aggregated per batch with numpy: one child update per group."""
         top = self.metrics.top_customers
-        names = self.budgets.customers
         unique, inverse = np.unique(customer_ids, return_inverse=True)
         spend = np.bincount(inverse, weights=cost.astype(np.float64), minlength=len(unique))
-        customers = [names[c] for c in unique.tolist()]
+        customers = self.budgets.customer_names(unique)
         top.add(dict(zip(customers, spend.astype(np.int64).tolist())), time.monotonic())
-        label_names = sorted({top.label(c) for c in customers})
+        own = [top.label(c) for c in customers]
+        label_names = sorted(set(own))
         label_code = {name: i for i, name in enumerate(label_names)}
-        labels = np.array([label_code[top.label(c)] for c in customers], np.int64)[inverse]
+        labels = np.array([label_code[label] for label in own], np.int64)[inverse]
         n_models, n_features = len(self.names["model"]), len(self.names["feature"])
         by_feature = (labels * n_models + model_ids) * n_features + feature_ids
         groups, g = np.unique(by_feature, return_inverse=True)
@@ -296,7 +337,9 @@ class CostUnit(Unit):
     def _restore_state(self, state: dict) -> None:
         self.windows = WindowStore.from_bytes(state["windows"])
         self.keys = [tuple(k) for k in state["keys"]]
-        self.key_id = {k: i for i, k in enumerate(self.keys)}
+        self.key_index = KeyIndex(len(self.keys))
+        if self.keys:
+            self.key_index.insert(*fingerprints(*zip(*self.keys)))
         self.key_customers = {k[0] for k in self.keys}
         self.key_columns = np.frombuffer(state["key_columns"], np.int64).reshape(-1, 4).copy()
         self.names = state["names"]

@@ -417,8 +417,8 @@ class DriftUnit(Unit):
         ready.sort(key=lambda p: p[1])
         records = [_Waiting(p[2], p[3], p[1]) for p in ready]
         events, _ = decode_batch("label", [r.value for r in records])
-        admitted = Admitted(events, records, np.array([r.offset for r in records], np.int64),
-                            np.array([p[0] for p in ready], np.int64))
+        admitted = Admitted(records, np.array([r.offset for r in records], np.int64),
+                            np.array([p[0] for p in ready], np.int64), events)
         topic = self.cfg.topics.labels
         rejected = self._labels(admitted, sink, defer=False)
         for i, reason in rejected:
