@@ -43,8 +43,9 @@ class Sink:
     def rollup(self, key: str, value: bytes) -> None:
         self.pending.append((self.topics.cost_rollups, key.encode(), value))
 
-    def customer_status(self, customer: str, value: bytes) -> None:
-        self.pending.append((self.topics.customer_status, customer.encode(), value))
+    def customer_statuses(self, customers: list[str], values: list[bytes]) -> None:
+        topic = self.topics.customer_status
+        self.pending.extend([(topic, customer.encode(), value) for customer, value in zip(customers, values)])
 
     async def send(self, producer: AIOKafkaProducer) -> None:
         """Hand the pending records to the producer, in order per partition; does not wait for acks."""

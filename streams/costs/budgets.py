@@ -511,25 +511,26 @@ class BudgetBook:
                         "limit_usd": period_limit[1], "state": _STATES[state]})
         return out
 
-    def encoded_statuses(self, customers: list[str]) -> list[bytes]:
-        """:meth:`statuses` as the JSON records of ``customer_status``, byte for byte as msgspec
-        writes those dicts, formatted in bulk: with many customers a status goes out for most of
-        them every few seconds.
+    def encoded_statuses(self, ids: np.ndarray) -> list[bytes]:
+        """:meth:`statuses` of customer ids, as the JSON records of ``customer_status``, byte for
+        byte as msgspec writes those dicts, formatted in bulk: with many customers a status goes
+        out for most of them every few seconds.
 
         >>> book = BudgetBook(parse_budgets({"*": {"period": "month", "limit_usd": "10"}}))
-        >>> _ = book.intern(["acme"]); _ = book.add_batch([0], [1_795_316_400_000], [8_500_000_000_000])
-        >>> book.encoded_statuses(["acme"])[0] == msgspec.json.encode(book.statuses(["acme"])[0])
+        >>> ids = book.intern(["acme"]); _ = book.add_batch(ids, [1_795_316_400_000], [8_500_000_000_000])
+        >>> book.encoded_statuses(ids)[0] == msgspec.json.encode(book.statuses(["acme"])[0])
         True
         """
         if self.clock_ms is None:
             raise LookupError("no event seen yet: the current period is unknown")
-        ids = np.array([self._index.get(c, -1) for c in customers], np.int64)
-        if len(ids) and (ids.min() < 0 or (self._kind[ids] == 0).any()):
+        customers = self.customer_names(ids)
+        if (self._kind[ids] == 0).any():  # no budget: statuses() says which
             return [msgspec.json.encode(status) for status in self.statuses(customers)]
         _, spends, states = self._statuses()
         units, fractions = np.divmod(spends[ids], PICO_PER_USD)
         kinds, limits = self._kind[ids], self._limit[ids]
-        labels = {kind: _period_label(kind, _period_bounds(kind, self.clock_ms)[0]).encode() for kind in np.unique(kinds).tolist()}
+        labels = {kind: _period_label(kind, _period_bounds(kind, self.clock_ms)[0]).encode()
+                  for kind in np.unique(kinds).tolist()}
         limit_text = {limit: format_usd(limit).encode() for limit in np.unique(limits).tolist()}
         state_text = [s.encode() for s in _STATES]
         return [b'{"customer":%b,"period":"%b","spend_usd":"%d.%012d","limit_usd":"%b","state":"%b"}'
@@ -542,15 +543,15 @@ class BudgetBook:
         names = self._names
         return [names[i] for i in ids.tolist()]
 
-    def changed_since_last_call(self) -> list[str]:
-        """Customers with a budget whose :meth:`status` (period, spend or state) changed since the
-        previous call, in id order. Call it at the rate statuses should be emitted."""
+    def changed_since_last_call(self) -> np.ndarray:
+        """Ids of the customers with a budget whose :meth:`status` (period, spend or state)
+        changed since the previous call, in order. Call it at the rate statuses should be emitted."""
         start, spend, state = self._statuses()
         now = np.stack([start, spend, state], axis=1)
         reported = self._reported[: len(self._names)]
         changed = np.flatnonzero((self._kind[: len(self._names)] != 0) & (now != reported).any(axis=1))
         reported[changed] = now[changed]
-        return [self._names[c] for c in changed]
+        return changed
 
     def used_ratio(self) -> dict[str, float]:
         """Spend / limit in the current period for each customer with its own policy (not ``"*"``),

@@ -267,10 +267,10 @@ class CostUnit(Unit):
         due = now_ms - self.last_status_ms >= STATUS_INTERVAL_MS
         if self.budgets.clock_ms is None or not (crossed or due):
             return
-        changed = set(self.budgets.changed_since_last_call()) if due else set()
-        customers = sorted(changed | crossed)
-        for customer, status in zip(customers, self.budgets.encoded_statuses(customers)):
-            sink.customer_status(customer, status)
+        ids = self.budgets.intern(sorted(crossed))
+        if due:
+            ids = np.union1d(ids, self.budgets.changed_since_last_call())
+        sink.customer_statuses(self.budgets.customer_names(ids), self.budgets.encoded_statuses(ids))
         if due:
             self.last_status_ms = now_ms
             # Gauges for customers with a budget of their own, set only by the unit that carries them.
