@@ -191,13 +191,13 @@ class Unit:
             refuse(i, reason)
         time_ms = np.fromiter((e.time_ms for e in keep_events), np.int64, len(keep_events))
         # Windows, dedup horizons and budgets count milliseconds from 1970 in int64.
-        late = (time_ms < 0) | (time_ms > MAX_TIME_MS)
-        if late.any():
-            for i in np.flatnonzero(late).tolist():
+        out_of_range = (time_ms < 0) | (time_ms > MAX_TIME_MS)
+        if out_of_range.any():
+            for i in np.flatnonzero(out_of_range).tolist():
                 refuse(positions[i], f"time: {keep_events[i].time.isoformat()} is before 1970 or beyond year 285,000")
-            keep_events = [e for e, bad_time in zip(keep_events, late.tolist()) if not bad_time]
-            positions = [p for p, bad_time in zip(positions, late.tolist()) if not bad_time]
-            time_ms = time_ms[~late]
+            keep_events = [e for e, bad in zip(keep_events, out_of_range.tolist()) if not bad]
+            positions = [p for p, bad in zip(positions, out_of_range.tolist()) if not bad]
+            time_ms = time_ms[~out_of_range]
         hi, lo = fingerprints([e.source for e in keep_events], [e.id for e in keep_events])
         return Decoded(np.array(positions, np.int64), time_ms, (hi, lo), keep_events)
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from streams.config import load_config
 from streams.costs import unit as cost_unit
+from streams.costs.keys import KeyIndex
 from streams.costs.unit import CostUnit
 from streams.costs.wire import COST_PICO, NO_COST, TIME_MS, TOKENS, UsageColumns, scan_usage
 from streams.dedup import fingerprints
@@ -51,6 +52,7 @@ def usage_raw(**changes) -> bytes:
     return raw_with("usage", **changes)
 
 
+@pytest.mark.nojit
 def test_the_contract_example_and_sdk_records_are_read_here():
     assert check_against_msgspec(usage_raw(), b"acme")
     record = EventBuilder("gw/eu-1").usage(customer="acme", model="gpt-4o-mini", input_tokens=1200,
@@ -74,6 +76,7 @@ def test_invalid_contract_cases_are_left_to_msgspec(case):
     assert not scan_usage([raw], [b"acme"], MAX_EVENT_BYTES).ok[0]
 
 
+@pytest.mark.nojit
 @pytest.mark.parametrize(("text", "read"), [
     ("2026-11-22T03:00:00Z", True), ("2026-11-22T03:00:00.5Z", True), ("2026-11-22T03:00:00.123456Z", True),
     ("2026-11-22T03:00:00.1234567Z", False),  # msgspec rounds beyond microseconds
@@ -87,6 +90,7 @@ def test_times(text, read):
     assert check_against_msgspec(usage_raw(time=text), b"acme") is read
 
 
+@pytest.mark.nojit
 @pytest.mark.parametrize(("cost", "read"), [
     ("0", True), ("0.000321", True), ("999999.999999999999", True), ("12", True), (None, True),
     ("1000000", False), ("0.0000000000001", False), ("01", False), ("1.", False), (".5", False), ("1e-3", False),
@@ -97,6 +101,7 @@ def test_costs(cost, read):
     assert read_here is read
 
 
+@pytest.mark.nojit
 @pytest.mark.parametrize("raw", [
     usage_raw().replace(b'"acme"', b'"ac\\u006de"'),  # an escape
     usage_raw(data__extension="x"),  # a field the contract does not name
@@ -108,16 +113,31 @@ def test_unusual_forms_are_left_to_msgspec(raw):
     assert not check_against_msgspec(raw, b"acme")
 
 
+@pytest.mark.nojit
 def test_whitespace_and_field_order_are_read():
     doc = json.loads(usage_raw())
     raw = json.dumps(dict(reversed(list(doc.items()))), indent=2).encode()
     assert check_against_msgspec(raw, b"acme")
 
 
+@pytest.mark.nojit
 def test_keys_must_be_the_subject():
     assert not scan_usage([usage_raw()], [None], MAX_EVENT_BYTES).ok[0]
     assert not scan_usage([usage_raw()], [b"acm"], MAX_EVENT_BYTES).ok[0]
     assert not scan_usage([None, b""], [b"acme", b"acme"], MAX_EVENT_BYTES).ok.any()
+
+
+@pytest.mark.nojit
+def test_the_key_index_keeps_ids_as_it_grows():
+    rng = np.random.default_rng(1)
+    hi, lo = rng.integers(-2**63, 2**63 - 1, (2, 5000), dtype=np.int64)
+    index = KeyIndex(capacity=4)
+    first = index.insert(hi[:3000], lo[:3000])
+    assert first.tolist() == list(range(3000))
+    again = index.insert(hi, lo)  # grows past its capacity on the way
+    assert again.tolist() == list(range(5000)) and len(index) == 5000
+    assert index.lookup(hi[::-1], lo[::-1]).tolist() == list(range(4999, -1, -1))
+    assert index.lookup(lo[:2], hi[:2]).tolist() == [-1, -1]
 
 
 JSON_BYTES = st.sampled_from([b"{", b"}", b"[", b"]", b'"', b"\\", b":", b",", b" ", b"0", b"9", b"-", b".", b"e",

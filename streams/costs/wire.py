@@ -111,7 +111,7 @@ def _count(buf, p, end):
     q = p
     value = 0
     while q < end and 48 <= buf[q] <= 57:
-        value = value * 10 + (buf[q] - 48)
+        value = value * 10 + (np.int64(buf[q]) - 48)
         q += 1
         if q - p > _MAX_TOKEN_DIGITS:
             return -1, p
@@ -131,7 +131,7 @@ def _digits(buf, a, n):
         c = buf[j]
         if c < 48 or c > 57:
             return -1
-        value = value * 10 + (c - 48)
+        value = value * 10 + (np.int64(c) - 48)
     return value
 
 
@@ -154,7 +154,7 @@ def _time_ms(buf, a, b):
         digits = 0
         p += 1
         while p < b and 48 <= buf[p] <= 57:
-            micros = micros * 10 + (buf[p] - 48)
+            micros = micros * 10 + (np.int64(buf[p]) - 48)
             digits += 1
             p += 1
         if digits == 0 or digits > 6:  # msgspec rounds beyond microseconds: its reading decides
@@ -188,7 +188,7 @@ def _usd_pico(buf, a, b):
     p = a
     units = 0
     while p < b and 48 <= buf[p] <= 57:
-        units = units * 10 + (buf[p] - 48)
+        units = units * 10 + (np.int64(buf[p]) - 48)
         p += 1
     whole = p - a
     if whole == 0 or whole > 6 or (whole > 1 and buf[a] == 48):
@@ -200,7 +200,7 @@ def _usd_pico(buf, a, b):
             return -1
         p += 1
         while p < b and 48 <= buf[p] <= 57:
-            fraction = fraction * 10 + (buf[p] - 48)
+            fraction = fraction * 10 + (np.int64(buf[p]) - 48)
             places += 1
             p += 1
         if p != b or places == 0 or places > 12:
