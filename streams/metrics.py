@@ -38,33 +38,48 @@ class _Children:
 class TopCustomers:
     """Which customers get a label value of their own: the top-N spenders, the rest ``__other__``.
 
-    Membership is re-ranked by cumulative spend every ``rerank_seconds``. A promoted customer keeps
-    its label (counters must not jump back) until there are more than ``2 * n`` labelled
-    customers; then the smallest spenders are demoted. Promotion only routes *future* spend to
-    the new label, so every series stays monotonic: ``__other__`` holds what was spent before.
+    Spend is summed where it is known, by each cost unit over its own customers (numpy, by
+    customer id); a unit offers its own top-N with their cumulative spend every
+    ``rerank_seconds`` (and at every batch while fewer than N customers are labelled). The global
+    top-N is among the offers. A promoted customer keeps its label (counters must not jump back)
+    until there are more than ``2 * n`` labelled customers; then the smallest spenders are demoted.
+    Promotion only routes *future* spend to the new label, so every series stays monotonic:
+    ``__other__`` holds what was spent before. ``generation`` changes whenever the labelled set
+    does, so units recompute their per-customer label masks only then.
+
+    Examples
+    --------
+    >>> top = TopCustomers(1)
+    >>> top.offer("cost/0", ["a"], [5])
+    >>> top.offer("cost/1", ["c"], [9])  # c is the top spender now; a keeps its label (2 <= 2n)
+    >>> sorted(top.labelled), top.label("b")
+    (['a', 'c'], '__other__')
     """
 
     def __init__(self, n: int, rerank_seconds: float = 30.0):
         self.n = n
         self.rerank_seconds = rerank_seconds
-        self.spend: dict[str, int] = {}
         self.labelled: set[str] = set()
-        self._last_rank = float("-inf")
+        self.generation = 0
+        self._offers: dict[str, dict[str, int]] = {}  # unit -> its top spenders
 
-    def add(self, spend_by_customer: dict[str, int], now: float) -> None:
-        spend = self.spend
-        for customer, amount in spend_by_customer.items():
-            spend[customer] = spend.get(customer, 0) + amount
-        if now - self._last_rank >= self.rerank_seconds or len(self.labelled) < self.n <= len(spend):
-            self._rank(now)
+    def offer(self, unit: str, customers: list[str], spend: list[int]) -> None:
+        """A unit's top spenders and their cumulative spend; re-ranks the labels."""
+        self._offers[unit] = dict(zip(customers, spend))
+        known: dict[str, int] = {}
+        for offered in self._offers.values():
+            known.update(offered)
+        ranked = sorted(known, key=known.__getitem__, reverse=True)
+        labelled = self.labelled | set(ranked[: self.n])
+        if len(labelled) > 2 * self.n:
+            labelled = set(sorted(labelled, key=lambda c: known.get(c, 0), reverse=True)[: self.n])
+        if labelled != self.labelled:
+            self.labelled = labelled
+            self.generation += 1
 
-    def _rank(self, now: float) -> None:
-        self._last_rank = now
-        top = sorted(self.spend, key=self.spend.__getitem__, reverse=True)[: self.n]
-        self.labelled.update(top)
-        if len(self.labelled) > 2 * self.n:
-            keep = sorted(self.labelled, key=self.spend.__getitem__, reverse=True)[: self.n]
-            self.labelled = set(keep)
+    def wants_offers(self) -> bool:
+        """Fewer than N labelled: every batch's offer counts, not only the periodic ones."""
+        return len(self.labelled) < self.n
 
     def label(self, customer: str) -> str:
         return customer if customer in self.labelled else OTHER

@@ -538,6 +538,15 @@ class BudgetBook:
                 for customer, kind, whole, fraction, limit, state in zip(
                     customers, kinds.tolist(), units.tolist(), fractions.tolist(), limits.tolist(), states[ids].tolist())]
 
+    def __len__(self) -> int:
+        """Interned customers."""
+        return len(self._names)
+
+    def ids_of(self, names: Iterable[str]) -> np.ndarray:
+        """Ids of those of ``names`` that are interned (others are left out)."""
+        index = self._index
+        return np.array([index[name] for name in names if name in index], np.int64)
+
     def customer_names(self, ids: np.ndarray) -> list[str]:
         """The names of customer ids (without copying every name, as :attr:`customers` does)."""
         names = self._names

@@ -38,6 +38,7 @@ from streams.costs.keys import KeyIndex
 from streams.costs.wire import COST_PICO, EVENT_HI, EVENT_LO, KEY_HI, KEY_LO, NO_COST, TIME_MS, TOKENS, scan_usage
 from streams.dedup import fingerprints
 from streams.events import MAX_EVENT_BYTES, RollupWriter
+from streams.metrics import OTHER
 from streams.units import Admitted, Decoded, Unit
 
 WINDOWS = (("1m", 60_000), ("1h", 3_600_000), ("1d", 86_400_000))
@@ -93,6 +94,11 @@ class CostUnit(Unit):
         self.idle_flushed = False
         self.last_status_ms = 0
         self.writer = RollupWriter()
+        # Metrics: cumulative spend by customer id, and which customers have a label of their own.
+        self.customer_spend = np.zeros(0, np.int64)
+        self._labelled = np.zeros(0, np.bool_)
+        self._labels_generation = -1
+        self._last_offer = float("-inf")
 
     def _id(self, kind: str, name: str) -> int:
         ids = self.name_id[kind]
@@ -281,32 +287,47 @@ class CostUnit(Unit):
                     self.metrics.budget_used(customer).set(ratios[customer])
 
     def _count(self, customer_ids, model_ids, feature_ids, tokens, cost) -> None:
-        """Cost and token counters, aggregated per batch with numpy: one child update per group."""
+        """Cost and token counters, aggregated per batch with numpy: one child update per group.
+
+        The customer label is the customer's own name for the top-N spenders, ``__other__`` for
+        the rest; spend per customer is summed here by customer id and this unit's top spenders
+        are offered to :class:`~streams.metrics.TopCustomers`, which picks the labelled ones."""
         top = self.metrics.top_customers
-        unique, inverse = np.unique(customer_ids, return_inverse=True)
-        spend = np.bincount(inverse, weights=cost.astype(np.float64), minlength=len(unique))
-        customers = self.budgets.customer_names(unique)
-        top.add(dict(zip(customers, spend.astype(np.int64).tolist())), time.monotonic())
-        own = [top.label(c) for c in customers]
-        label_names = sorted(set(own))
-        label_code = {name: i for i, name in enumerate(label_names)}
-        labels = np.array([label_code[label] for label in own], np.int64)[inverse]
-        n_models, n_features = len(self.names["model"]), len(self.names["feature"])
-        by_feature = (labels * n_models + model_ids) * n_features + feature_ids
-        groups, g = np.unique(by_feature, return_inverse=True)
+        n_customers = len(self.budgets)
+        if len(self.customer_spend) < n_customers:
+            self.customer_spend = np.concatenate(
+                [self.customer_spend, np.zeros(max(n_customers, 2 * len(self.customer_spend)), np.int64)])
+        np.add.at(self.customer_spend, customer_ids, cost)
+        now = time.monotonic()
+        if top.wants_offers() or now - self._last_offer >= top.rerank_seconds:
+            self._last_offer = now
+            spend = self.customer_spend[:n_customers]
+            best = np.argsort(-spend, kind="stable")[: top.n]
+            top.offer(self.name, self.budgets.customer_names(best), spend[best].tolist())
+        if self._labels_generation != top.generation or len(self._labelled) < n_customers:
+            self._labels_generation = top.generation
+            self._labelled = np.zeros(n_customers, np.bool_)
+            self._labelled[self.budgets.ids_of(top.labelled)] = True
+        # label -1 is __other__, else the customer's own id
+        labels = np.where(self._labelled[customer_ids], customer_ids, -1)
+        models, features = self.names["model"], self.names["feature"]
+        n_models, n_features = len(models), len(features)
+        groups, g = np.unique(((labels + 1) * n_models + model_ids) * n_features + feature_ids, return_inverse=True)
         cost_usd = np.bincount(g, weights=cost.astype(np.float64)) / 1e12
         for group, usd in zip(groups.tolist(), cost_usd.tolist()):
             label, rest = divmod(group, n_models * n_features)
             model, feature = divmod(rest, n_features)
-            self.metrics.cost_usd(label_names[label], self.names["model"][model],
-                                  self.names["feature"][feature]).inc(usd)
-        groups, g = np.unique(labels * n_models + model_ids, return_inverse=True)
+            self.metrics.cost_usd(self._label_name(label - 1), models[model], features[feature]).inc(usd)
+        groups, g = np.unique((labels + 1) * n_models + model_ids, return_inverse=True)
         sums = [np.bincount(g, weights=tokens[:, j].astype(np.float64)) for j in range(5)]
         for k, group in enumerate(groups.tolist()):
             label, model = divmod(group, n_models)
             for token_type, column in zip(TOKEN_TYPES, sums):
                 if column[k]:
-                    self.metrics.tokens(label_names[label], self.names["model"][model], token_type).inc(column[k])
+                    self.metrics.tokens(self._label_name(label - 1), models[model], token_type).inc(column[k])
+
+    def _label_name(self, label: int) -> str:
+        return OTHER if label < 0 else self.budgets.customer_names(np.array([label]))[0]
 
     def tick(self, now_ms: int, sink, caught_up: bool = False) -> None:
         # Idle advance only for a partition that saw usage (it has no window otherwise) and has
