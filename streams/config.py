@@ -91,6 +91,9 @@ class CostsConfig(_Section):
     dedup_capacity: int = 1_000_000
     # How long a customer's spend rate must be known before cost_spike can fire.
     spike_warmup_minutes: int = 30
+    # A customer's status goes out at once when its state or period changes, else at most this
+    # often while its spend moves (gateways enforce the state; the spend is for information).
+    status_interval_seconds: float = 30.0
 
 
 class BudgetConfig(_Section):
@@ -177,6 +180,7 @@ def _check(cfg: Config, source: str) -> None:
         "worker.checkpoint_interval_seconds": cfg.worker.checkpoint_interval_seconds,
         "metrics.top_customers": cfg.metrics.top_customers,
         "costs.idle_flush_seconds": cfg.costs.idle_flush_seconds,
+        "costs.status_interval_seconds": cfg.costs.status_interval_seconds,
         "costs.dedup_capacity": cfg.costs.dedup_capacity,
         "drift.reference_size": cfg.drift.reference_size,
         "drift.window_size": cfg.drift.window_size,

@@ -115,7 +115,8 @@ def test_late_events_become_corrections_and_sums_stay_exact(kafka_bootstrap, tmp
 
 def test_budget_crossings_alert_once_and_status_says_hard(kafka_bootstrap, tmp_path, unique):
     rig = WorkerRig(kafka_bootstrap, tmp_path, unique,
-                    sections={"budgets.acme": {"period": "month", "limit_usd": "1", "soft_ratio": 0.8}})
+                    sections={"budgets.acme": {"period": "month", "limit_usd": "1", "soft_ratio": 0.8},
+                              "costs": {"status_interval_seconds": 2.0}})
     rig.start()
     try:
         with EventProducer(bootstrap_servers=kafka_bootstrap, source="gw/test",

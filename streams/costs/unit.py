@@ -52,7 +52,6 @@ _tokens_of = attrgetter(*TOKEN_FIELDS)
 # One call costing more than this is refused: window totals (int64 picodollars) then cannot
 # overflow before a key has spent over 900 such calls in one window.
 MAX_EVENT_PICO = 10_000 * 10**12
-STATUS_INTERVAL_MS = 5_000
 
 
 def _merge(a: Decoded, b: Decoded) -> Decoded:
@@ -79,6 +78,7 @@ class CostUnit(Unit):
         self.catalog = _catalog(str(cfg.path(c.prices)))
         self.grace_ms = int(c.grace_seconds * 1000)
         self.idle_ms = int(c.idle_flush_seconds * 1000)
+        self.status_interval_ms = int(c.status_interval_seconds * 1000)
         self.windows = WindowStore(sizes_ms=tuple(ms for _, ms in WINDOWS), grace_ms=self.grace_ms)
         self.keys: list[tuple[str, str, str]] = []  # (customer, model, feature) by key id
         self.key_index = KeyIndex()
@@ -243,7 +243,7 @@ class CostUnit(Unit):
         """Rollups of the windows closed so far, late corrections, and customer statuses.
 
         A customer's status is sent at once when it crosses a threshold, otherwise at most every
-        ``STATUS_INTERVAL_MS`` while its spend moves: gateways need the state, not every cent.
+        ``costs.status_interval_seconds`` while its spend moves: gateways need the state, not every cent.
         """
         final = self.windows.pop_final()
         late_events = 0
@@ -270,7 +270,7 @@ class CostUnit(Unit):
         self._statuses(sink, now_ms, crossed)
 
     def _statuses(self, sink, now_ms: int, crossed: set[str] = frozenset()) -> None:
-        due = now_ms - self.last_status_ms >= STATUS_INTERVAL_MS
+        due = now_ms - self.last_status_ms >= self.status_interval_ms
         if self.budgets.clock_ms is None or not (crossed or due):
             return
         ids = self.budgets.intern(sorted(crossed))
