@@ -356,20 +356,22 @@ class BudgetBook:
         names = names if isinstance(names, list) else list(names)
         index = self._index
         ids = [index.get(name, -1) for name in names]
-        if -1 in ids:  # new customers, added in order of first appearance
-            ids = [index[name] if name in index else self._add_customer(name) for name in names]
+        if -1 in ids:  # new customers, added in bulk in order of first appearance
+            new = [name for name in dict.fromkeys(names) if name not in index]
+            start = len(self._names)
+            if start + len(new) > len(self._kind):
+                self._grow(max(8, 2 * (start + len(new))))
+            default = self._resolved.get("*")
+            resolved = [self._resolved.get(name, default) for name in new]
+            with_policy = [k for k, r in enumerate(resolved) if r is not None]
+            if with_policy:
+                rows = start + np.array(with_policy, np.int64)
+                self._kind[rows], self._limit[rows], self._soft[rows] = np.array(
+                    [resolved[k] for k in with_policy], np.int64).T
+            self._names.extend(new)
+            index.update(zip(new, range(start, start + len(new))))
+            ids = [index[name] for name in names]
         return np.array(ids, np.int64)
-
-    def _add_customer(self, name: str) -> int:
-        cid = len(self._names)
-        if cid == len(self._kind):
-            self._grow(max(8, 2 * cid))
-        resolved = self._resolved.get(name, self._resolved.get("*"))
-        if resolved is not None:
-            self._kind[cid], self._limit[cid], self._soft[cid] = resolved
-        self._names.append(name)
-        self._index[name] = cid
-        return cid
 
     def _grow(self, capacity: int) -> None:
         def grown(arr, fill):
