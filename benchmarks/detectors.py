@@ -1,6 +1,6 @@
 """Detector speed: river's per-event loop vs driftmeter's ``update_many``, and banks vs a lone detector.
 
-Run as ``python -m benchmarks.detectors [--n 1000000]``. For each detector:
+Run as ``python -m benchmarks.detectors [--n 1000000] [--only NAME]``. For each detector:
 
 - river: ``for x in values: det.update(x)`` on one seeded stream (numeric: N(0, 1) then
   N(0.5, 1) from the middle; binary: errors at rate 0.1 then 0.2), the way a user scores a stream
@@ -261,9 +261,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kswin-prefix", type=int, default=20_000, help="values timed through river's KSWIN")
     parser.add_argument("--repeats", type=int, default=3, help="driftmeter runs per measurement (best kept)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    parser.add_argument("--only", action="append", metavar="NAME", help="bench this detector only (repeatable; implies --no-write)")
     args = parser.parse_args(argv)
     rows = []
     for case in CASES:
+        if args.only and case.name not in args.only:
+            continue
         row = bench_case(case, args.n, args.kswin_prefix, args.repeats)
         rows.append(row)
         if row["missing"]:
@@ -279,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
     markdown = render(rows, args.n, args.repeats)
-    if not args.no_write:
+    if not (args.no_write or args.only):
         write_section("detectors", markdown)
     print(markdown)
 

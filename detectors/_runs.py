@@ -9,21 +9,30 @@ it walks a batch:
 - *Value by value* (interleaved streams): each value loads its stream's row, steps it and stores
   it back. The next value is usually another stream's, so the processor overlaps consecutive
   updates instead of waiting on one stream's chain of divisions and square roots. The row's loads
-  and stores still cost: PageHinkley, DDM, EDDM and HDDM_W run at 0.7-0.9 of a lone detector's
-  rate (``benchmarks/RESULTS.md``). Regrouping such a batch by stream first costs a few ns per
-  value, as much as an update, and was slower still. KSWIN is the exception: its window is kilobytes, so
-  value by value every update would fetch a window from memory; it regroups the batch by stream
-  with a counting sort and feeds the groups as runs.
+  and stores are work a lone detector does not do, and stepping one value at a time such a bank
+  ran at 0.7-0.9 of a lone detector's rate. PageHinkley, DDM and HDDM_W therefore step two values
+  at once wherever they are two streams' on their detector's common path (``_step_pair``, over
+  :mod:`detectors._pairs`): one 2-wide instruction per operation, so a division or a square root
+  costs two streams what it costs a lone detector for one, which pays for the loads and stores.
+  EDDM's common value (a correct prediction) only counts, so its bank spends on it a few integer
+  compares and one addition in memory. Regrouping such a batch by stream first costs a few ns per
+  value, as much as an update, and was slower still (``benchmarks/RESULTS.md`` has the figures).
+  KSWIN is the exception: its window is kilobytes, so value by value every update would fetch a
+  window from memory; it regroups the batch by stream with a counting sort and feeds the groups
+  as runs.
 
 A detector module built on this one has two kernels: ``_feed_runs(states, params, streams, bounds,
 values)`` feeds run ``k``, ``values[bounds[k]:bounds[k + 1]]``, to ``states[streams[k]]``, and
 ``_feed_each(states, params, stream_ids, values)`` feeds ``values[i]`` to
 ``states[stream_ids[i]]`` (KSWIN has none); each returns the indices in ``values`` where drift was signalled.
-Both loops are written out in each module around its own ``_step``: numba does not cache a kernel
-that takes a jitted function as an argument, and the worker loads its kernels from the cache.
+Both loops are written out in each module around its own ``_step`` (and ``_step_pair``): numba
+does not cache a kernel that takes a jitted function as an argument, and the worker loads its
+kernels from the cache. Each reads its parameter vector into locals once (``_parameters``): the
+stores into the state matrix could alias it, so read in the loop it would be reloaded at every value.
 :func:`update_in_runs` picks one in Python, not inside the detector's kernel, on purpose: numba's
 on-disk cache only notices edits to a kernel's own file, so a kernel calling :func:`_own_runs`
-would go on running a stale compiled copy of it after this module changes.
+would go on running a stale compiled copy of it after this module changes (the pair operations of
+:mod:`detectors._pairs` are compiled into the kernels that use them, with the same caveat).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import math
 import numpy as np
 from numba import njit
 
+from detectors import _pairs as pairs
 from detectors._base import DRIFT, WARNING, StreamDetector, as_values
 from detectors._runs import update_in_runs
 from detectors.bank import DetectorBank
@@ -27,16 +28,22 @@ _N, _P, _P_MIN, _S_MIN, _PS_MIN = 2, 3, 4, 5, 6
 _STATE_SIZE = 7
 
 
+# The parameter vector as locals, read once per batch: the kernels' stores into the state matrix
+# could alias it, so read inside a loop it would be reloaded at every value.
+@njit(cache=True, inline="always")
+def _parameters(params):
+    return params[_WARM_START], params[_WARNING_THRESHOLD], params[_DRIFT_THRESHOLD]
+
+
 # A stream's state is carried as a tuple of locals (the row's layout) through river's step:
 # a bank feeds each stream its run of values with the tuple in registers, and writes it back
 # once. No division here can be by zero, so numpy's error model (no checks) changes nothing but
 # speed.
 @njit(cache=True, inline="always", error_model="numpy")
-def _step(row, params, x):
+def _step(row, parameters, x):
     """One value: the state after river's ``DDM.update(x)``."""
     drifted, _, n, p, p_min, s_min, ps_min = row
-    warm_start, warning_threshold = params[_WARM_START], params[_WARNING_THRESHOLD]
-    drift_threshold = params[_DRIFT_THRESHOLD]
+    warm_start, warning_threshold, drift_threshold = parameters
     if drifted != 0.0:
         # river resets on the update after a detection.
         n, p, p_min, s_min, ps_min = 0.0, 0.0, 0.0, 0.0, np.inf
@@ -57,6 +64,31 @@ def _step(row, params, x):
     return drift, warning, n, p, p_min, s_min, ps_min
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _step_pair(states, a, b, parameters, x):
+    """``_step`` for streams ``a`` and ``b`` at once (``_pairable``): their rows updated but for
+    the DRIFT slot (``x`` is the pair of their values); returns the drift mask."""
+    # _step's operations in _step's order, lane by lane; its branches become masks
+    warm_start, warning_threshold, drift_threshold = parameters
+    one = pairs.splat(1.0)
+    n = pairs.add(pairs.gather(states, a, b, _N), one)
+    p = pairs.gather(states, a, b, _P)
+    p = pairs.add(p, pairs.mul(pairs.div(one, n), pairs.sub(x, p)))
+    s = pairs.sqrt(pairs.div(pairs.mul(p, pairs.sub(one, p)), n))
+    ps = pairs.add(p, s)
+    tested = pairs.greater(n, pairs.splat(warm_start))
+    ps_min = pairs.gather(states, a, b, _PS_MIN)
+    lowest = pairs.both(tested, pairs.less_equal(ps, ps_min))
+    p_min = pairs.where(lowest, p, pairs.gather(states, a, b, _P_MIN))
+    s_min = pairs.where(lowest, s, pairs.gather(states, a, b, _S_MIN))
+    drift = pairs.both(tested, pairs.greater(ps, pairs.add(p_min, pairs.mul(pairs.splat(drift_threshold), s_min))))
+    warning = pairs.both(tested, pairs.greater(ps, pairs.add(p_min, pairs.mul(pairs.splat(warning_threshold), s_min))))
+    pairs.scatter(states, a, b, WARNING, pairs.where(pairs.but_not(warning, drift), one, pairs.splat(0.0)))
+    for column, pair in ((_N, n), (_P, p), (_P_MIN, p_min), (_S_MIN, s_min), (_PS_MIN, pairs.where(lowest, ps, ps_min))):
+        pairs.scatter(states, a, b, column, pair)
+    return drift
+
+
 @njit(cache=True, inline="always")
 def _load(states, s):
     return states[s, DRIFT], states[s, WARNING], states[s, _N], states[s, _P], states[s, _P_MIN], states[s, _S_MIN], states[s, _PS_MIN]
@@ -67,25 +99,37 @@ def _store(states, s, row):
     states[s, DRIFT], states[s, WARNING], states[s, _N], states[s, _P], states[s, _P_MIN], states[s, _S_MIN], states[s, _PS_MIN] = row
 
 
+@njit(cache=True, inline="always")
+def _pairable(states, a, b):
+    """Can ``_step_pair`` take streams ``a`` and ``b``: two streams, neither with a detection pending."""
+    return a != b and states[a, DRIFT] + states[b, DRIFT] == 0.0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _feed_one(states, parameters, s, x):
+    """Feed ``x`` to ``states[s]``; True when drift is signalled."""
+    row = _step(_load(states, s), parameters, x)
+    _store(states, s, row)
+    return row[DRIFT] != 0.0
+
+
 @njit(cache=True, error_model="numpy")
 def _update(state, params, x):
-    states = state.reshape((1, state.size))
-    row = _step(_load(states, 0), params, x)
-    _store(states, 0, row)
-    return row[DRIFT] != 0.0
+    return _feed_one(state.reshape((1, state.size)), _parameters(params), 0, x)
 
 
 @njit(cache=True, error_model="numpy")
 def _feed_runs(states, params, streams, bounds, values):
     """Feed run ``k``, ``values[bounds[k]:bounds[k + 1]]``, to ``states[streams[k]]`` with the
     stream's row in locals; returns the indices in ``values`` where drift was signalled."""
+    parameters = _parameters(params)
     found = np.empty(len(values), np.int64)
     n_found = 0
     for k in range(len(streams)):
         s = streams[k]
         row = _load(states, s)
         for j in range(bounds[k], bounds[k + 1]):
-            row = _step(row, params, values[j])
+            row = _step(row, parameters, values[j])
             if row[DRIFT] != 0.0:
                 found[n_found] = j
                 n_found += 1
@@ -95,17 +139,32 @@ def _feed_runs(states, params, streams, bounds, values):
 
 @njit(cache=True, error_model="numpy")
 def _feed_each(states, params, stream_ids, values):
-    """Feed ``values[i]`` to ``states[stream_ids[i]]``, in order; returns the indices in ``values``
-    where drift was signalled."""
+    """Feed ``values[i]`` to ``states[stream_ids[i]]``, in order, two values at a time where
+    ``_step_pair`` can take them; returns the indices in ``values`` where drift was signalled."""
+    parameters = _parameters(params)
+    ids = stream_ids.view(np.uint64)  # unsigned: no wraparound of negative indices to compute
     found = np.empty(len(values), np.int64)
     n_found = 0
-    for i in range(len(values)):
-        s = stream_ids[i]
-        row = _step(_load(states, s), params, values[i])
-        _store(states, s, row)
-        if row[DRIFT] != 0.0:
-            found[n_found] = i
-            n_found += 1
+    for k in range(len(values) // 2):
+        i = 2 * k
+        a, b = ids[i], ids[i + 1]
+        if _pairable(states, a, b):
+            drift = _step_pair(states, a, b, parameters, (values[i], values[i + 1]))
+            if pairs.any_lane(drift):
+                for j, s, drifted in ((i, a, drift[0]), (i + 1, b, drift[1])):
+                    if drifted:
+                        states[s, DRIFT] = 1.0
+                        found[n_found] = j
+                        n_found += 1
+        else:
+            for j in range(i, i + 2):
+                if _feed_one(states, parameters, ids[j], values[j]):
+                    found[n_found] = j
+                    n_found += 1
+    last = len(values) - 1
+    if last % 2 == 0 and _feed_one(states, parameters, ids[last], values[last]):
+        found[n_found] = last
+        n_found += 1
     return found[:n_found]
 
 

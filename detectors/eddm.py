@@ -24,6 +24,16 @@ _WARM_START, _ALPHA, _BETA, _HALF = 0, 1, 2, 3
 # of the distances between errors (count = errors seen, mean, sum of squares), max of p' + 2 s'.
 _N, _LAST_ERROR, _N_ERRORS, _MEAN, _SQUARES, _P2S_MAX = 2, 3, 4, 5, 6, 7
 _STATE_SIZE = 8
+# Bit patterns, as int64, of a value 1.0 (its only one) and of a flag 0.0 (a -0.0 would only
+# take the full step, which handles it)
+_ONE_BITS, _ZERO_BITS = int(np.float64(1.0).view(np.int64)), 0
+
+
+# The parameter vector as locals, read once per batch: the kernels' stores into the state matrix
+# could alias it, so read inside a loop it would be reloaded at every error.
+@njit(cache=True, inline="always")
+def _parameters(params):
+    return params[_WARM_START], params[_ALPHA], params[_BETA], params[_HALF]
 
 
 # A stream's state is carried as a tuple of locals (the row's layout) through river's step:
@@ -31,13 +41,13 @@ _STATE_SIZE = 8
 # once. No division here can be by zero, so numpy's error model (no checks) changes nothing but
 # speed.
 @njit(cache=True, inline="always", error_model="numpy")
-def _step(row, params, x):
+def _step(row, parameters, x):
     """One value: the state after river's ``EDDM.update(x)``."""
     drifted, warning, n, last_error, n_errors, mean, squares, p2s_max = row
     if x != 1.0 and drifted == 0.0:
         # The common case, a correct prediction: only the count of values moves.
         return drifted, warning, n + 1.0, last_error, n_errors, mean, squares, p2s_max
-    warm_start, alpha, beta, half = params[_WARM_START], params[_ALPHA], params[_BETA], params[_HALF]
+    warm_start, alpha, beta, half = parameters
     if drifted != 0.0:
         # river resets on the update after a detection.
         n, last_error, n_errors, mean, squares, p2s_max, warning = 0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0
@@ -81,25 +91,31 @@ def _store(states, s, row):
     states[s, _MEAN], states[s, _SQUARES], states[s, _P2S_MAX] = row[5:]
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _feed_one(states, parameters, s, x):
+    """Feed ``x`` to ``states[s]``; True when drift is signalled."""
+    row = _step(_load(states, s), parameters, x)
+    _store(states, s, row)
+    return row[DRIFT] != 0.0
+
+
 @njit(cache=True, error_model="numpy")
 def _update(state, params, x):
-    states = state.reshape((1, state.size))
-    row = _step(_load(states, 0), params, x)
-    _store(states, 0, row)
-    return row[DRIFT] != 0.0
+    return _feed_one(state.reshape((1, state.size)), _parameters(params), 0, x)
 
 
 @njit(cache=True, error_model="numpy")
 def _feed_runs(states, params, streams, bounds, values):
     """Feed run ``k``, ``values[bounds[k]:bounds[k + 1]]``, to ``states[streams[k]]`` with the
     stream's row in locals; returns the indices in ``values`` where drift was signalled."""
+    parameters = _parameters(params)
     found = np.empty(len(values), np.int64)
     n_found = 0
     for k in range(len(streams)):
         s = streams[k]
         row = _load(states, s)
         for j in range(bounds[k], bounds[k + 1]):
-            row = _step(row, params, values[j])
+            row = _step(row, parameters, values[j])
             if row[DRIFT] != 0.0:
                 found[n_found] = j
                 n_found += 1
@@ -111,17 +127,19 @@ def _feed_runs(states, params, streams, bounds, values):
 def _feed_each(states, params, stream_ids, values):
     """Feed ``values[i]`` to ``states[stream_ids[i]]``, in order; returns the indices in ``values``
     where drift was signalled."""
+    parameters = _parameters(params)
+    ids = stream_ids.view(np.uint64)  # unsigned: no wraparound of negative indices to compute
+    # _step's common case, a value other than 1 with no detection pending, is told by comparing
+    # bits: one integer compare each, where a float compare also branches on NaN
+    value_bits, state_bits = values.view(np.int64), states.view(np.int64)
     found = np.empty(len(values), np.int64)
     n_found = 0
     for i in range(len(values)):
-        s, x = stream_ids[i], values[i]
-        if x != 1.0 and states[s, DRIFT] == 0.0:
-            # _step's common case (only the count moves), without loading and storing the row
+        s = ids[i]
+        if value_bits[i] != _ONE_BITS and state_bits[s, DRIFT] == _ZERO_BITS:
+            # only the count moves: no need to load and store the row
             states[s, _N] += 1.0
-            continue
-        row = _step(_load(states, s), params, x)
-        _store(states, s, row)
-        if row[DRIFT] != 0.0:
+        elif _feed_one(states, parameters, s, values[i]):
             found[n_found] = i
             n_found += 1
     return found[:n_found]

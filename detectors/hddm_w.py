@@ -15,6 +15,7 @@ import math
 import numpy as np
 from numba import njit
 
+from detectors import _pairs as pairs
 from detectors._base import DRIFT, WARNING, StreamDetector
 from detectors._runs import update_in_runs
 from detectors.bank import DetectorBank
@@ -67,17 +68,23 @@ def _store_sample(states, s, at, sample):
     states[s, at], states[s, at + 1], states[s, at + 2] = sample
 
 
+# The parameter vector as locals, read once per batch: the kernels' stores into the state matrix
+# could alias it, so read inside a loop it would be reloaded at every value.
+@njit(cache=True, inline="always")
+def _parameters(params):
+    weights = (params[_LAMBDA], params[_ONE_MINUS_LAMBDA], params[_LAMBDA_SQ], params[_ONE_MINUS_LAMBDA_SQ])
+    return weights, params[_LOG_INV_DRIFT], params[_LOG_INV_WARNING], params[_TWO_SIDED] != 0.0
+
+
 # A stream's state is carried as a tuple of locals (the row's layout, samples as tuples) through
 # river's step: a bank feeds each stream its run of values with the tuple in registers, and
 # writes it back once. No division here can be by zero, so numpy's error model (no checks)
 # changes nothing but speed.
 @njit(cache=True, inline="always", error_model="numpy")
-def _step(row, params, x):
+def _step(row, parameters, x):
     """One value: the state after river's ``HDDMW.update(x)``."""
     drifted, _, total, s1_incr, s2_incr, s1_decr, s2_decr, incr_cutpoint, decr_cutpoint = row
-    weights = (params[_LAMBDA], params[_ONE_MINUS_LAMBDA], params[_LAMBDA_SQ], params[_ONE_MINUS_LAMBDA_SQ])
-    log_inv_drift, log_inv_warning = params[_LOG_INV_DRIFT], params[_LOG_INV_WARNING]
-    two_sided = params[_TWO_SIDED] != 0.0
+    weights, log_inv_drift, log_inv_warning, two_sided = parameters
     fresh = _FRESH_SAMPLE
     if drifted != 0.0:
         # river resets on the update after a detection.
@@ -113,6 +120,79 @@ def _step(row, params, x):
     return drift, warning, total, s1_incr, s2_incr, s1_decr, s2_decr, incr_cutpoint, decr_cutpoint
 
 
+# Two streams at once (``_pairs``), on the common path: no detection pending and a value seen
+# since the reset, which leaves the total sample and the samples before the cut points seen (the
+# first value moves both cut points off their infinities), so their "seen" slots stay 1.
+@njit(cache=True, inline="always")
+def _moved_pair(ewma, ibc, weights, x):
+    """``_sample_update`` of two streams' seen samples: their EWMA and bound condition."""
+    lam, one_minus_lam, lam_sq, one_minus_lam_sq = weights
+    return pairs.add(pairs.mul(lam, x), pairs.mul(one_minus_lam, ewma)), pairs.add(lam_sq, pairs.mul(one_minus_lam_sq, ibc))
+
+
+@njit(cache=True, inline="always")
+def _bound_pair(ibc, log_inv_confidence):
+    return pairs.sqrt(pairs.div(pairs.mul(ibc, pairs.splat(log_inv_confidence)), pairs.splat(2.0)))
+
+
+@njit(cache=True, inline="always")
+def _cut_pair(states, a, b, at, weights, x, total, cut):
+    """The samples before and after a cut point (at ``at`` and ``at + 3``), as (EWMA, bound
+    condition) pairs, after a value: where the cut point moved (``cut``) the first is the total
+    sample and the second restarts fresh. Stores them."""
+    before = pairs.where(cut, total[0], pairs.gather(states, a, b, at)), pairs.where(cut, total[1], pairs.gather(states, a, b, at + 2))
+    ewma, ibc = _moved_pair(pairs.gather(states, a, b, at + 3), pairs.gather(states, a, b, at + 5), weights, x)
+    ewma = pairs.where(pairs.not_equal(pairs.gather(states, a, b, at + 4), pairs.splat(0.0)), ewma, x)
+    fresh_ewma, fresh_seen, fresh_ibc = _FRESH_SAMPLE
+    after = pairs.where(cut, pairs.splat(fresh_ewma), ewma), pairs.where(cut, pairs.splat(fresh_ibc), ibc)
+    pairs.scatter(states, a, b, at, before[0])
+    pairs.scatter(states, a, b, at + 2, before[1])
+    pairs.scatter(states, a, b, at + 3, after[0])
+    pairs.scatter(states, a, b, at + 4, pairs.where(cut, pairs.splat(fresh_seen), pairs.splat(1.0)))
+    pairs.scatter(states, a, b, at + 5, after[1])
+    return before, after
+
+
+@njit(cache=True, inline="always")
+def _mean_changed_pair(first, second, cut, log_inv_confidence):
+    """``_mean_changed`` of two streams' (EWMA, bound condition) samples: the sample after a cut
+    point is unseen where it just restarted (``cut``)."""
+    bound = _bound_pair(pairs.add(first[1], second[1]), log_inv_confidence)
+    return pairs.but_not(pairs.greater(pairs.sub(second[0], first[0]), bound), cut)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _step_pair(states, a, b, parameters, x):
+    """``_step`` for streams ``a`` and ``b`` at once (``_pairable``): their rows updated but for
+    the DRIFT slot (``x`` is the pair of their values); returns the drift mask."""
+    # _step's operations in _step's order, lane by lane; its branches become masks
+    weights, log_inv_drift, log_inv_warning, two_sided = parameters
+    weights = (pairs.splat(weights[0]), pairs.splat(weights[1]), pairs.splat(weights[2]), pairs.splat(weights[3]))
+    total = _moved_pair(pairs.gather(states, a, b, _TOTAL), pairs.gather(states, a, b, _TOTAL + 2), weights, x)
+    pairs.scatter(states, a, b, _TOTAL, total[0])
+    pairs.scatter(states, a, b, _TOTAL + 2, total[1])
+    eps = _bound_pair(total[1], log_inv_drift)
+    level = pairs.add(total[0], eps)
+    cutpoint = pairs.gather(states, a, b, _INCR_CUTPOINT)
+    cut = pairs.less(level, cutpoint)
+    pairs.scatter(states, a, b, _INCR_CUTPOINT, pairs.where(cut, level, cutpoint))
+    first, second = _cut_pair(states, a, b, _S1_INCR, weights, x, total, cut)
+    drift = _mean_changed_pair(first, second, cut, log_inv_drift)
+    warning = pairs.but_not(_mean_changed_pair(first, second, cut, log_inv_warning), drift)
+    if two_sided:
+        level = pairs.sub(total[0], eps)
+        cutpoint = pairs.gather(states, a, b, _DECR_CUTPOINT)
+        cut = pairs.greater(level, cutpoint)
+        pairs.scatter(states, a, b, _DECR_CUTPOINT, pairs.where(cut, level, cutpoint))
+        first, second = _cut_pair(states, a, b, _S1_DECR, weights, x, total, cut)
+        # as in _step: a decrease raises flags without lowering the increase test's
+        decrease = _mean_changed_pair(second, first, cut, log_inv_drift)
+        warning = pairs.either(warning, pairs.but_not(_mean_changed_pair(second, first, cut, log_inv_warning), decrease))
+        drift = pairs.either(drift, decrease)
+    pairs.scatter(states, a, b, WARNING, pairs.where(warning, pairs.splat(1.0), pairs.splat(0.0)))
+    return drift
+
+
 @njit(cache=True, inline="always")
 def _load(states, s):
     total, incr = _sample_at(states, s, _TOTAL), (_sample_at(states, s, _S1_INCR), _sample_at(states, s, _S2_INCR))
@@ -133,25 +213,37 @@ def _store(states, s, row):
     states[s, _INCR_CUTPOINT], states[s, _DECR_CUTPOINT] = incr_cutpoint, decr_cutpoint
 
 
+@njit(cache=True, inline="always")
+def _pairable(states, a, b):
+    """Can ``_step_pair`` take streams ``a`` and ``b``: two streams on the common path."""
+    return a != b and states[a, DRIFT] + states[b, DRIFT] == 0.0 and states[a, _TOTAL + 1] + states[b, _TOTAL + 1] == 2.0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _feed_one(states, parameters, s, x):
+    """Feed ``x`` to ``states[s]``; True when drift is signalled."""
+    row = _step(_load(states, s), parameters, x)
+    _store(states, s, row)
+    return row[DRIFT] != 0.0
+
+
 @njit(cache=True, error_model="numpy")
 def _update(state, params, x):
-    states = state.reshape((1, state.size))
-    row = _step(_load(states, 0), params, x)
-    _store(states, 0, row)
-    return row[DRIFT] != 0.0
+    return _feed_one(state.reshape((1, state.size)), _parameters(params), 0, x)
 
 
 @njit(cache=True, error_model="numpy")
 def _feed_runs(states, params, streams, bounds, values):
     """Feed run ``k``, ``values[bounds[k]:bounds[k + 1]]``, to ``states[streams[k]]`` with the
     stream's row in locals; returns the indices in ``values`` where drift was signalled."""
+    parameters = _parameters(params)
     found = np.empty(len(values), np.int64)
     n_found = 0
     for k in range(len(streams)):
         s = streams[k]
         row = _load(states, s)
         for j in range(bounds[k], bounds[k + 1]):
-            row = _step(row, params, values[j])
+            row = _step(row, parameters, values[j])
             if row[DRIFT] != 0.0:
                 found[n_found] = j
                 n_found += 1
@@ -161,17 +253,32 @@ def _feed_runs(states, params, streams, bounds, values):
 
 @njit(cache=True, error_model="numpy")
 def _feed_each(states, params, stream_ids, values):
-    """Feed ``values[i]`` to ``states[stream_ids[i]]``, in order; returns the indices in ``values``
-    where drift was signalled."""
+    """Feed ``values[i]`` to ``states[stream_ids[i]]``, in order, two values at a time where
+    ``_step_pair`` can take them; returns the indices in ``values`` where drift was signalled."""
+    parameters = _parameters(params)
+    ids = stream_ids.view(np.uint64)  # unsigned: no wraparound of negative indices to compute
     found = np.empty(len(values), np.int64)
     n_found = 0
-    for i in range(len(values)):
-        s = stream_ids[i]
-        row = _step(_load(states, s), params, values[i])
-        _store(states, s, row)
-        if row[DRIFT] != 0.0:
-            found[n_found] = i
-            n_found += 1
+    for k in range(len(values) // 2):
+        i = 2 * k
+        a, b = ids[i], ids[i + 1]
+        if _pairable(states, a, b):
+            drift = _step_pair(states, a, b, parameters, (values[i], values[i + 1]))
+            if pairs.any_lane(drift):
+                for j, s, drifted in ((i, a, drift[0]), (i + 1, b, drift[1])):
+                    if drifted:
+                        states[s, DRIFT] = 1.0
+                        found[n_found] = j
+                        n_found += 1
+        else:
+            for j in range(i, i + 2):
+                if _feed_one(states, parameters, ids[j], values[j]):
+                    found[n_found] = j
+                    n_found += 1
+    last = len(values) - 1
+    if last % 2 == 0 and _feed_one(states, parameters, ids[last], values[last]):
+        found[n_found] = last
+        n_found += 1
     return found[:n_found]
 
 

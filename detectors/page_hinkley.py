@@ -16,6 +16,7 @@ import math
 import numpy as np
 from numba import njit
 
+from detectors import _pairs as pairs
 from detectors._base import DRIFT, WARNING, StreamDetector
 from detectors._runs import update_in_runs
 from detectors.bank import DetectorBank
@@ -49,17 +50,27 @@ def _initial_state() -> np.ndarray:
     return state
 
 
+# The parameter vector as locals, read once per batch: the kernels' stores into the state matrix
+# could alias it, so read inside a loop it would be reloaded at every value. The mode becomes the
+# thresholds of the two tests: a test the mode leaves out gets an infinite one.
+@njit(cache=True, inline="always")
+def _parameters(params):
+    mode, threshold = params[_MODE], params[_THRESHOLD]
+    increase_threshold = threshold if mode != _DOWN else np.inf
+    decrease_threshold = threshold if mode != _UP else np.inf
+    return params[_MIN_INSTANCES], params[_DELTA], increase_threshold, decrease_threshold, params[_ALPHA], params[_LOC], params[_SCALE]
+
+
 # A stream's state is carried as a tuple of locals (the row's layout) through river's step:
 # a bank feeds each stream its run of values with the tuple in registers, and writes it back
 # once. No division can be by zero (n >= 1, std > 0), so numpy's error model only drops the
 # checks.
 @njit(cache=True, inline="always", error_model="numpy")
-def _step(row, params, x):
+def _step(row, parameters, x):
     """One value: the state after river's ``PageHinkley.update(x)``."""
     # river's PageHinkley has no warning zone: the WARNING slot stays 0.
     drifted, no_warning, n, mean, sum_increase, sum_decrease, min_increase, max_decrease = row
-    min_instances, delta, threshold = params[_MIN_INSTANCES], params[_DELTA], params[_THRESHOLD]
-    alpha, mode, loc, scale = params[_ALPHA], params[_MODE], params[_LOC], params[_SCALE]
+    min_instances, delta, increase_threshold, decrease_threshold, alpha, loc, scale = parameters
     if drifted != 0.0:
         # river resets on the update after a detection; it starts _max_decrease at -1, not -inf
         n, mean, sum_increase, sum_decrease, min_increase, max_decrease = 0.0, 0.0, 0.0, 0.0, np.inf, -1.0
@@ -76,12 +87,35 @@ def _step(row, params, x):
     if sum_decrease > max_decrease:
         max_decrease = sum_decrease
     drift = 0.0
-    if n >= min_instances:
-        increase = sum_increase - min_increase > threshold
-        decrease = max_decrease - sum_decrease > threshold
-        if (increase and mode != _DOWN) or (decrease and mode != _UP):
-            drift = 1.0
+    if n >= min_instances and (sum_increase - min_increase > increase_threshold or max_decrease - sum_decrease > decrease_threshold):
+        drift = 1.0
     return drift, no_warning, n, mean, sum_increase, sum_decrease, min_increase, max_decrease
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _step_pair(states, a, b, parameters, x):
+    """``_step`` for streams ``a`` and ``b`` at once (``_pairable``): their rows updated but for
+    the DRIFT slot (``x`` is the pair of their values); returns the drift mask."""
+    # _step's operations in _step's order, lane by lane; its branches become masks
+    min_instances, delta, increase_threshold, decrease_threshold, alpha, loc, scale = parameters
+    z = pairs.div(pairs.sub(x, pairs.splat(loc)), pairs.splat(scale))
+    n = pairs.add(pairs.gather(states, a, b, _N), pairs.splat(1.0))
+    mean = pairs.gather(states, a, b, _MEAN)
+    mean = pairs.add(mean, pairs.mul(pairs.div(pairs.splat(1.0), n), pairs.sub(z, mean)))
+    dev = pairs.sub(z, mean)
+    alpha = pairs.splat(alpha)
+    sum_increase = pairs.sub(pairs.add(pairs.mul(alpha, pairs.gather(states, a, b, _SUM_INCREASE)), dev), pairs.splat(delta))
+    sum_decrease = pairs.add(pairs.add(pairs.mul(alpha, pairs.gather(states, a, b, _SUM_DECREASE)), dev), pairs.splat(delta))
+    min_increase = pairs.gather(states, a, b, _MIN_INCREASE)
+    min_increase = pairs.where(pairs.less(sum_increase, min_increase), sum_increase, min_increase)
+    max_decrease = pairs.gather(states, a, b, _MAX_DECREASE)
+    max_decrease = pairs.where(pairs.greater(sum_decrease, max_decrease), sum_decrease, max_decrease)
+    increase = pairs.greater(pairs.sub(sum_increase, min_increase), pairs.splat(increase_threshold))
+    decrease = pairs.greater(pairs.sub(max_decrease, sum_decrease), pairs.splat(decrease_threshold))
+    sums, extremes = ((_SUM_INCREASE, sum_increase), (_SUM_DECREASE, sum_decrease)), ((_MIN_INCREASE, min_increase), (_MAX_DECREASE, max_decrease))
+    for column, pair in ((_N, n), (_MEAN, mean)) + sums + extremes:
+        pairs.scatter(states, a, b, column, pair)
+    return pairs.both(pairs.greater_equal(n, pairs.splat(min_instances)), pairs.either(increase, decrease))
 
 
 @njit(cache=True, inline="always")
@@ -97,25 +131,37 @@ def _store(states, s, row):
     states[s, _SUM_INCREASE], states[s, _SUM_DECREASE], states[s, _MIN_INCREASE], states[s, _MAX_DECREASE] = row[4:]
 
 
+@njit(cache=True, inline="always")
+def _pairable(states, a, b):
+    """Can ``_step_pair`` take streams ``a`` and ``b``: two streams, neither with a detection pending."""
+    return a != b and states[a, DRIFT] + states[b, DRIFT] == 0.0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _feed_one(states, parameters, s, x):
+    """Feed ``x`` to ``states[s]``; True when drift is signalled."""
+    row = _step(_load(states, s), parameters, x)
+    _store(states, s, row)
+    return row[DRIFT] != 0.0
+
+
 @njit(cache=True, error_model="numpy")
 def _update(state, params, x):
-    states = state.reshape((1, state.size))
-    row = _step(_load(states, 0), params, x)
-    _store(states, 0, row)
-    return row[DRIFT] != 0.0
+    return _feed_one(state.reshape((1, state.size)), _parameters(params), 0, x)
 
 
 @njit(cache=True, error_model="numpy")
 def _feed_runs(states, params, streams, bounds, values):
     """Feed run ``k``, ``values[bounds[k]:bounds[k + 1]]``, to ``states[streams[k]]`` with the
     stream's row in locals; returns the indices in ``values`` where drift was signalled."""
+    parameters = _parameters(params)
     found = np.empty(len(values), np.int64)
     n_found = 0
     for k in range(len(streams)):
         s = streams[k]
         row = _load(states, s)
         for j in range(bounds[k], bounds[k + 1]):
-            row = _step(row, params, values[j])
+            row = _step(row, parameters, values[j])
             if row[DRIFT] != 0.0:
                 found[n_found] = j
                 n_found += 1
@@ -125,17 +171,32 @@ def _feed_runs(states, params, streams, bounds, values):
 
 @njit(cache=True, error_model="numpy")
 def _feed_each(states, params, stream_ids, values):
-    """Feed ``values[i]`` to ``states[stream_ids[i]]``, in order; returns the indices in ``values``
-    where drift was signalled."""
+    """Feed ``values[i]`` to ``states[stream_ids[i]]``, in order, two values at a time where
+    ``_step_pair`` can take them; returns the indices in ``values`` where drift was signalled."""
+    parameters = _parameters(params)
+    ids = stream_ids.view(np.uint64)  # unsigned: no wraparound of negative indices to compute
     found = np.empty(len(values), np.int64)
     n_found = 0
-    for i in range(len(values)):
-        s = stream_ids[i]
-        row = _step(_load(states, s), params, values[i])
-        _store(states, s, row)
-        if row[DRIFT] != 0.0:
-            found[n_found] = i
-            n_found += 1
+    for k in range(len(values) // 2):
+        i = 2 * k
+        a, b = ids[i], ids[i + 1]
+        if _pairable(states, a, b):
+            drift = _step_pair(states, a, b, parameters, (values[i], values[i + 1]))
+            if pairs.any_lane(drift):
+                for j, s, drifted in ((i, a, drift[0]), (i + 1, b, drift[1])):
+                    if drifted:
+                        states[s, DRIFT] = 1.0
+                        found[n_found] = j
+                        n_found += 1
+        else:
+            for j in range(i, i + 2):
+                if _feed_one(states, parameters, ids[j], values[j]):
+                    found[n_found] = j
+                    n_found += 1
+    last = len(values) - 1
+    if last % 2 == 0 and _feed_one(states, parameters, ids[last], values[last]):
+        found[n_found] = last
+        n_found += 1
     return found[:n_found]
 
 

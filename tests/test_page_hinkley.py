@@ -109,6 +109,25 @@ def test_bank_matches_single_detectors(params):
 
 
 @pytest.mark.nojit
+def test_standardizing_bank_matches_single_detectors():
+    """Interleaved, a bank steps two streams at once: standardization included."""
+    rng = np.random.default_rng(8)
+    params = PageHinkley.calibrated(mean=0.3, std=1.7, threshold=6.0)._public_params()
+    streams = [0.3 + 1.7 * stream(kind, seed, 1500) for seed, kind in enumerate(["abrupt", "gradual", "noisy", "offset"])]
+    ids = rng.permutation(np.repeat(np.arange(len(streams)), [len(s) for s in streams]))
+    values = np.empty(len(ids))
+    for sid, s in enumerate(streams):
+        values[ids == sid] = s
+    bank = PageHinkleyBank(n_streams=len(streams), **params)
+    got_ids, got_pos = bank.update_many(ids, values)
+    assert len(got_pos) > len(streams)  # detections, and resets after them, inside the batch
+    for sid, s in enumerate(streams):
+        single = PageHinkley(**params)
+        assert np.flatnonzero(ids == sid)[single.update_many(s)].tolist() == got_pos[got_ids == sid].tolist()
+        assert np.array_equal(single._state, bank.states[sid])
+
+
+@pytest.mark.nojit
 def test_checkpoint_mid_stream_gives_identical_future():
     values = stream("abrupt", 5, 400)
     params = PARAMETER_SETS[1]
