@@ -79,13 +79,17 @@ def _step_pair(states, a, b, parameters, x):
     tested = pairs.greater(n, pairs.splat(warm_start))
     ps_min = pairs.gather(states, a, b, _PS_MIN)
     lowest = pairs.both(tested, pairs.less_equal(ps, ps_min))
-    p_min = pairs.where(lowest, p, pairs.gather(states, a, b, _P_MIN))
-    s_min = pairs.where(lowest, s, pairs.gather(states, a, b, _S_MIN))
+    p_min, s_min = pairs.gather(states, a, b, _P_MIN), pairs.gather(states, a, b, _S_MIN)
+    if pairs.any_lane(lowest):
+        # a new lowest p + s (a few values in a hundred once past the warm start)
+        p_min, s_min = pairs.where(lowest, p, p_min), pairs.where(lowest, s, s_min)
+        for column, pair in ((_P_MIN, p_min), (_S_MIN, s_min), (_PS_MIN, pairs.where(lowest, ps, ps_min))):
+            pairs.scatter(states, a, b, column, pair)
     drift = pairs.both(tested, pairs.greater(ps, pairs.add(p_min, pairs.mul(pairs.splat(drift_threshold), s_min))))
     warning = pairs.both(tested, pairs.greater(ps, pairs.add(p_min, pairs.mul(pairs.splat(warning_threshold), s_min))))
     pairs.scatter(states, a, b, WARNING, pairs.where(pairs.but_not(warning, drift), one, pairs.splat(0.0)))
-    for column, pair in ((_N, n), (_P, p), (_P_MIN, p_min), (_S_MIN, s_min), (_PS_MIN, pairs.where(lowest, ps, ps_min))):
-        pairs.scatter(states, a, b, column, pair)
+    pairs.scatter(states, a, b, _N, n)
+    pairs.scatter(states, a, b, _P, p)
     return drift
 
 

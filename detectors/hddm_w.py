@@ -136,27 +136,37 @@ def _bound_pair(ibc, log_inv_confidence):
 
 
 @njit(cache=True, inline="always")
-def _cut_pair(states, a, b, at, weights, x, total, cut):
-    """The samples before and after a cut point (at ``at`` and ``at + 3``), as (EWMA, bound
-    condition) pairs, after a value: where the cut point moved (``cut``) the first is the total
-    sample and the second restarts fresh. Stores them."""
-    before = pairs.where(cut, total[0], pairs.gather(states, a, b, at)), pairs.where(cut, total[1], pairs.gather(states, a, b, at + 2))
+def _samples_pair(states, a, b, at, weights, x):
+    """The samples before and after a cut point (at ``at`` and ``at + 3``) after a value that
+    leaves the cut point where it is, as (EWMA, bound condition) pairs; stores the one after."""
+    before = pairs.gather(states, a, b, at), pairs.gather(states, a, b, at + 2)
     ewma, ibc = _moved_pair(pairs.gather(states, a, b, at + 3), pairs.gather(states, a, b, at + 5), weights, x)
-    ewma = pairs.where(pairs.not_equal(pairs.gather(states, a, b, at + 4), pairs.splat(0.0)), ewma, x)
-    fresh_ewma, fresh_seen, fresh_ibc = _FRESH_SAMPLE
-    after = pairs.where(cut, pairs.splat(fresh_ewma), ewma), pairs.where(cut, pairs.splat(fresh_ibc), ibc)
-    pairs.scatter(states, a, b, at, before[0])
-    pairs.scatter(states, a, b, at + 2, before[1])
+    after = pairs.where(pairs.not_equal(pairs.gather(states, a, b, at + 4), pairs.splat(0.0)), ewma, x), ibc
     pairs.scatter(states, a, b, at + 3, after[0])
-    pairs.scatter(states, a, b, at + 4, pairs.where(cut, pairs.splat(fresh_seen), pairs.splat(1.0)))
+    pairs.scatter(states, a, b, at + 4, pairs.splat(1.0))
     pairs.scatter(states, a, b, at + 5, after[1])
     return before, after
 
 
 @njit(cache=True, inline="always")
+def _cut_pair(states, a, b, at, cutpoint_at, cut, level, total, samples):
+    """Where a cut point moves (``cut``, rare), store it (``level``), the total sample as the one
+    before it and a fresh sample after it; elsewhere store what ``_samples_pair`` found again."""
+    (before_ewma, before_ibc), (after_ewma, after_ibc) = samples
+    fresh_ewma, fresh_seen, fresh_ibc = _FRESH_SAMPLE
+    pairs.scatter(states, a, b, cutpoint_at, pairs.where(cut, level, pairs.gather(states, a, b, cutpoint_at)))
+    pairs.scatter(states, a, b, at, pairs.where(cut, total[0], before_ewma))
+    pairs.scatter(states, a, b, at + 2, pairs.where(cut, total[1], before_ibc))
+    pairs.scatter(states, a, b, at + 3, pairs.where(cut, pairs.splat(fresh_ewma), after_ewma))
+    pairs.scatter(states, a, b, at + 4, pairs.where(cut, pairs.splat(fresh_seen), pairs.splat(1.0)))
+    pairs.scatter(states, a, b, at + 5, pairs.where(cut, pairs.splat(fresh_ibc), after_ibc))
+
+
+@njit(cache=True, inline="always")
 def _mean_changed_pair(first, second, cut, log_inv_confidence):
-    """``_mean_changed`` of two streams' (EWMA, bound condition) samples: the sample after a cut
-    point is unseen where it just restarted (``cut``)."""
+    """``_mean_changed`` of two streams' (EWMA, bound condition) samples around a cut point, as
+    they are where it stays: where it moved (``cut``) the sample after it restarted unseen, and no
+    mean changed. The test does not wait for the cut point's, whose square root it would follow."""
     bound = _bound_pair(pairs.add(first[1], second[1]), log_inv_confidence)
     return pairs.but_not(pairs.greater(pairs.sub(second[0], first[0]), bound), cut)
 
@@ -173,18 +183,18 @@ def _step_pair(states, a, b, parameters, x):
     pairs.scatter(states, a, b, _TOTAL + 2, total[1])
     eps = _bound_pair(total[1], log_inv_drift)
     level = pairs.add(total[0], eps)
-    cutpoint = pairs.gather(states, a, b, _INCR_CUTPOINT)
-    cut = pairs.less(level, cutpoint)
-    pairs.scatter(states, a, b, _INCR_CUTPOINT, pairs.where(cut, level, cutpoint))
-    first, second = _cut_pair(states, a, b, _S1_INCR, weights, x, total, cut)
+    cut = pairs.less(level, pairs.gather(states, a, b, _INCR_CUTPOINT))
+    first, second = samples = _samples_pair(states, a, b, _S1_INCR, weights, x)
+    if pairs.any_lane(cut):
+        _cut_pair(states, a, b, _S1_INCR, _INCR_CUTPOINT, cut, level, total, samples)
     drift = _mean_changed_pair(first, second, cut, log_inv_drift)
     warning = pairs.but_not(_mean_changed_pair(first, second, cut, log_inv_warning), drift)
     if two_sided:
         level = pairs.sub(total[0], eps)
-        cutpoint = pairs.gather(states, a, b, _DECR_CUTPOINT)
-        cut = pairs.greater(level, cutpoint)
-        pairs.scatter(states, a, b, _DECR_CUTPOINT, pairs.where(cut, level, cutpoint))
-        first, second = _cut_pair(states, a, b, _S1_DECR, weights, x, total, cut)
+        cut = pairs.greater(level, pairs.gather(states, a, b, _DECR_CUTPOINT))
+        first, second = samples = _samples_pair(states, a, b, _S1_DECR, weights, x)
+        if pairs.any_lane(cut):
+            _cut_pair(states, a, b, _S1_DECR, _DECR_CUTPOINT, cut, level, total, samples)
         # as in _step: a decrease raises flags without lowering the increase test's
         decrease = _mean_changed_pair(second, first, cut, log_inv_drift)
         warning = pairs.either(warning, pairs.but_not(_mean_changed_pair(second, first, cut, log_inv_warning), decrease))
