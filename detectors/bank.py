@@ -58,7 +58,8 @@ class DetectorBank:
         ids = np.ascontiguousarray(stream_ids, dtype=np.int64)
         if ids.shape != values.shape:
             raise ValueError(f"stream_ids has shape {ids.shape}, values {values.shape}")
-        if len(ids) and (ids.min() < 0 or ids.max() >= self.n_streams):
+        # one pass: as unsigned, a negative id is out of range too
+        if len(ids) and ids.view(np.uint64).max() >= self.n_streams:
             raise ValueError(f"stream id out of range [0, {self.n_streams})")
         indices = self.detector._kernel(self._states, self._params, ids, values)
         return ids[indices], indices

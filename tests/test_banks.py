@@ -118,6 +118,16 @@ def test_bank_equals_lone_detectors_small(bank_cls, params):
         check_bank(bank_cls, params, layout, seed=3, n_streams=3, per_stream=120)
 
 
+@pytest.mark.nojit
+@pytest.mark.parametrize("bad", [-1, 3, -(2**62), 2**62])
+def test_stream_ids_out_of_range_are_rejected_before_any_update(bad):
+    bank = PageHinkleyBank(3)
+    before = bank.states.copy()
+    with pytest.raises(ValueError, match="out of range"):
+        bank.update_many([0, 1, bad, 2], [0.5, 0.5, 0.5, 0.5])
+    assert np.array_equal(bank.states, before)
+
+
 def own_runs(stream_ids: np.ndarray) -> list[tuple[int, list[int]]]:
     """The batch's runs of equal consecutive ids, in order."""
     starts = np.flatnonzero(np.r_[True, stream_ids[1:] != stream_ids[:-1]][: len(stream_ids)]).tolist()
