@@ -52,6 +52,10 @@ class StreamDetector:
 
     _update = None
     _kernel = None
+    # True when ``_kernel`` rejects an id outside its state matrix's rows before any update
+    # (``detectors._runs.update_in_runs`` does, in the pass that finds the batch's runs); a bank
+    # checks the ids itself otherwise.
+    _kernel_checks_ids = False
 
     _params: np.ndarray
     _state: np.ndarray

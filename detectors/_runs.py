@@ -43,6 +43,45 @@ from numba import njit
 # Below this mean length a batch is fed value by value: a run costs a state load and store (tens
 # of cycles), which long runs spread over their values.
 _MIN_MEAN_RUN = 16
+# Above every id :func:`_own_runs` is asked about (it does not check them).
+_NO_LIMIT = 2**63 - 1
+
+
+@njit(cache=True)
+def _checked_runs(stream_ids, n_streams):
+    """:func:`_own_runs`, and whether every id is in ``[0, n_streams)``, in one pass over the ids.
+
+    Returns ``(streams, bounds, in_range)``. A batch of short runs is left as soon as the runs are
+    too many; the rest of its ids is then only checked.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> _checked_runs(np.repeat([1, 0], 20), 2)
+    (array([1, 0]), array([ 0, 20, 40]), True)
+    >>> _checked_runs(np.array([2, 0, 2, -1]), 3)  # as unsigned, a negative id is out of range
+    (array([], dtype=int64), array([], dtype=int64), False)
+    """
+    n = len(stream_ids)
+    ids = stream_ids.view(np.uint64)
+    limit = np.uint64(n_streams)
+    most_runs = max(n, _MIN_MEAN_RUN) // _MIN_MEAN_RUN
+    streams = np.empty(most_runs, np.int64)
+    bounds = np.empty(most_runs + 1, np.int64)
+    k = 0
+    out_of_range = False
+    for i in range(n):
+        out_of_range |= ids[i] >= limit
+        if i == 0 or ids[i] != ids[i - 1]:
+            if k == most_runs:
+                for j in range(i, n):
+                    out_of_range |= ids[j] >= limit
+                return streams[:0], bounds[:0], not out_of_range
+            streams[k] = stream_ids[i]
+            bounds[k] = i
+            k += 1
+    bounds[k] = n
+    return streams[:k], bounds[: k + 1], not out_of_range
 
 
 @njit(cache=True)
@@ -61,21 +100,8 @@ def _own_runs(stream_ids):
     >>> _own_runs(np.array([2, 0, 2, 2]))  # interleaved: no runs
     (array([], dtype=int64), array([], dtype=int64))
     """
-    n = len(stream_ids)
-    # one pass over the ids, left as soon as the runs are too many
-    most_runs = max(n, _MIN_MEAN_RUN) // _MIN_MEAN_RUN
-    streams = np.empty(most_runs, np.int64)
-    bounds = np.empty(most_runs + 1, np.int64)
-    k = 0
-    for i in range(n):
-        if i == 0 or stream_ids[i] != stream_ids[i - 1]:
-            if k == most_runs:
-                return streams[:0], bounds[:0]
-            streams[k] = stream_ids[i]
-            bounds[k] = i
-            k += 1
-    bounds[k] = n
-    return streams[:k], bounds[: k + 1]
+    streams, bounds, _ = _checked_runs(stream_ids, _NO_LIMIT)
+    return streams, bounds
 
 
 @njit(cache=True)
@@ -123,7 +149,9 @@ def _by_stream(stream_ids, values, n_streams):
 def update_in_runs(feed_runs, feed_each, states, params, stream_ids, values) -> np.ndarray:
     """Feed a bank's batch to a detector's kernels, run by run or value by value.
 
-    With ``feed_each`` None, a batch of short runs is regrouped by stream and fed as runs.
+    With ``feed_each`` None, a batch of short runs is regrouped by stream and fed as runs. Every
+    id must be a row of ``states``: the ids are checked in the pass that finds their runs, and a
+    ``ValueError`` is raised before any update otherwise.
 
     Returns the int64 indices in ``values`` where drift was signalled, in increasing order.
 
@@ -138,7 +166,9 @@ def update_in_runs(feed_runs, feed_each, states, params, stream_ids, values) -> 
     >>> update_in_runs(_feed_runs, _feed_each, states, detector._params, ids, values)  # stream 1 moves first
     array([5, 6])
     """
-    streams, bounds = _own_runs(stream_ids)
+    streams, bounds, in_range = _checked_runs(stream_ids, len(states))
+    if not in_range:
+        raise ValueError(f"stream id out of range [0, {len(states)})")
     if len(bounds):
         found = feed_runs(states, params, streams, bounds, values)
     elif feed_each is not None:

@@ -58,10 +58,12 @@ class DetectorBank:
         ids = np.ascontiguousarray(stream_ids, dtype=np.int64)
         if ids.shape != values.shape:
             raise ValueError(f"stream_ids has shape {ids.shape}, values {values.shape}")
-        # one pass: as unsigned, a negative id is out of range too
-        if len(ids) and ids.view(np.uint64).max() >= self.n_streams:
-            raise ValueError(f"stream id out of range [0, {self.n_streams})")
-        indices = self.detector._kernel(self._states, self._params, ids, values)
+        if not self.detector._kernel_checks_ids:
+            # one pass: as unsigned, a negative id is out of range too
+            if len(ids) and ids.view(np.uint64).max() >= self.n_streams:
+                raise ValueError(f"stream id out of range [0, {self.n_streams})")
+        # the live rows only: a kernel that checks the ids checks them against these
+        indices = self.detector._kernel(self._states[: self.n_streams], self._params, ids, values)
         return ids[indices], indices
 
     @property

@@ -220,6 +220,7 @@ class DDM(StreamDetector):
 
     _update = staticmethod(_update)
     _kernel = staticmethod(_bank_update_many)
+    _kernel_checks_ids = True
 
     def __init__(self, warm_start: int = 30, warning_threshold: float = 2.0, drift_threshold: float = 3.0):
         if isinstance(warm_start, bool) or int(warm_start) != warm_start or warm_start < 0:

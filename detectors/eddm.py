@@ -185,6 +185,7 @@ class EDDM(StreamDetector):
 
     _update = staticmethod(_update)
     _kernel = staticmethod(_bank_update_many)
+    _kernel_checks_ids = True
 
     def __init__(self, warm_start: int = 30, alpha: float = 0.95, beta: float = 0.9):
         if isinstance(warm_start, bool) or int(warm_start) != warm_start or warm_start < 0:

@@ -214,6 +214,7 @@ class HDDM_A(StreamDetector):
 
     _update = staticmethod(_update)
     _kernel = staticmethod(_bank_update_many)
+    _kernel_checks_ids = True
 
     def __init__(
         self, drift_confidence: float = 0.001, warning_confidence: float = 0.005, two_sided_test: bool = False

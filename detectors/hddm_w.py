@@ -335,6 +335,7 @@ class HDDM_W(StreamDetector):
 
     _update = staticmethod(_update)
     _kernel = staticmethod(_bank_update_many)
+    _kernel_checks_ids = True
 
     def __init__(
         self,

@@ -480,6 +480,7 @@ class KSWIN(StreamDetector):
 
     _update = staticmethod(_update)
     _kernel = staticmethod(_bank_update_many)
+    _kernel_checks_ids = True
 
     def _build_params(self, initial: np.ndarray) -> tuple[np.ndarray, int]:
         """The parameter vector (with the state row's layout) and the state row's length."""

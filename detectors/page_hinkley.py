@@ -283,6 +283,7 @@ class PageHinkley(StreamDetector):
 
     _update = staticmethod(_update)
     _kernel = staticmethod(_bank_update_many)
+    _kernel_checks_ids = True
 
     @classmethod
     def calibrated(cls, mean: float = 0.0, std: float = 1.0, **overrides) -> "PageHinkley":
