@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 
 import msgspec
 import numpy as np
@@ -22,6 +21,7 @@ import numpy as np
 from streams.config import Config
 from streams.dedup import MAX_TIME_MS, DedupMemory, fingerprints
 from streams.events import decode_batch
+from streams.fetch import Records, as_records
 from streams.metrics import Metrics
 from streams.sink import Sink
 
@@ -74,9 +74,6 @@ class Admitted:
         return len(self.offsets)
 
 
-_offset = attrgetter("offset")
-
-
 def _contract_key(kind: str, event) -> str:
     """The Kafka key the contract prescribes for an event."""
     return event.subject if kind == "usage" else event.data.model
@@ -118,7 +115,10 @@ class Unit:
         """Event time over which duplicates are remembered: the grace plus the largest window."""
         return int((cfg.costs.grace_seconds + 86_400) * 1000)
 
-    def process(self, topic: str, records: list, sink: Sink) -> None:
+    def process(self, topic: str, records: Sequence, sink: Sink) -> None:
+        """Take one fetched batch of one partition of ``topic`` (:class:`~streams.fetch.Records`,
+        or any sequence of records with ``key``, ``value`` and ``offset``)."""
+        records = as_records(records)
         kind = self.kind_of[topic]
         self.dirty = True
         admitted, invalid, duplicate = self._intake(topic, kind, records, sink)
@@ -140,7 +140,7 @@ class Unit:
         if duplicate:
             count(topic, "duplicate").inc(duplicate)
 
-    def _intake(self, topic: str, kind: str, records: list, sink: Sink) -> tuple[Admitted, int, int]:
+    def _intake(self, topic: str, kind: str, records: Records, sink: Sink) -> tuple[Admitted, int, int]:
         def refuse(position: int, reason: str) -> None:
             record = records[position]
             sink.dead_letter(topic, self.partition, record.offset, record.key, reason, record.value)
@@ -163,26 +163,26 @@ class Unit:
         duplicate = len(decoded) - int(first.sum())
         if duplicate:
             decoded = decoded.take(first)
-        offsets = np.fromiter(map(_offset, records), np.int64, len(records))[decoded.positions]
+        offsets = records.offsets[decoded.positions]
         admitted = Admitted(Picked(records, decoded.positions), offsets, decoded.time_ms, decoded.events, decoded.columns)
         return admitted, invalid, duplicate
 
-    def decode(self, kind: str, records: list, refuse) -> Decoded:
+    def decode(self, kind: str, records: Records, refuse) -> Decoded:
         """Decode and validate ``records`` (msgspec), check their Kafka keys and event times.
 
         Every record that is not kept is passed to ``refuse(position, reason)``.
         """
-        events, bad = decode_batch(kind, [r.value if r.value is not None else b"" for r in records])
+        events, bad = decode_batch(kind, [b"" if v is None else v for v in records.values])
         reasons = dict(bad)
         keep_events, positions = [], []
         it = iter(events)
-        for i, record in enumerate(records):
+        for i, key in enumerate(records.keys):
             reason = reasons.get(i)
             if reason is None:
                 event = next(it)
                 expected = _contract_key(kind, event)
-                if record.key is None or record.key != expected.encode():
-                    got = "no key" if record.key is None else repr(record.key.decode("utf-8", "replace"))
+                if key is None or key != expected.encode():
+                    got = "no key" if key is None else repr(key.decode("utf-8", "replace"))
                     reason = f"key: expected {'the customer id' if kind == 'usage' else 'the model name'} {expected!r}, got {got}"
                 else:
                     keep_events.append(event)

@@ -26,13 +26,14 @@ from collections import defaultdict
 
 import faust
 import mode
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 from faust.worker import Worker
 
 from streams.checkpoint import CheckpointStore
 from streams.config import Config
+from streams.fetch import BatchConsumer, as_records
 from streams.metrics import Metrics
 from streams.sink import Sink
 from streams.units import Unit, unit_types_for
@@ -95,7 +96,7 @@ class Intake(mode.Service):
         self.engine = engine
         self.metrics = engine.metrics
         self.sink = Sink(cfg.topics, partitions)
-        self.consumer: AIOKafkaConsumer | None = None
+        self.consumer: BatchConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.checkpoints: CheckpointStore | None = None
         # Processing, checkpoints and rebalance callbacks never interleave.
@@ -118,7 +119,7 @@ class Intake(mode.Service):
         )
         await self.producer.start()
         self.checkpoints = CheckpointStore(self.producer, self.cfg.topics.checkpoints, self.cfg.worker.group_id, options)
-        self.consumer = AIOKafkaConsumer(
+        self.consumer = BatchConsumer(
             **options, client_id=f"{self.cfg.kafka.client_id}-in", group_id=self.cfg.worker.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
             # Range assignment gives the same partition number of predictions and labels to one worker.
@@ -171,11 +172,9 @@ class Intake(mode.Service):
             if unit is None:  # revoked between fetch and apply
                 continue
             # Never apply an offset twice: an offset reset can redeliver what the state already holds.
-            start = unit.offsets.get((tp.topic, tp.partition), 0)
-            if records[0].offset < start:
-                records = [r for r in records if r.offset >= start]
-                if not records:
-                    continue
+            records = as_records(records).since(unit.offsets.get((tp.topic, tp.partition), 0))
+            if not records:
+                continue
             unit.process(tp.topic, records, self.sink)
             n += len(records)
             newest[tp.topic] = max(newest.get(tp.topic, 0), records[-1].timestamp)

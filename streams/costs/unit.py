@@ -38,6 +38,7 @@ from streams.costs.keys import KeyIndex
 from streams.costs.wire import COST_PICO, EVENT_HI, EVENT_LO, KEY_HI, KEY_LO, NO_COST, TIME_MS, TOKENS, scan_usage
 from streams.dedup import fingerprints
 from streams.events import MAX_EVENT_BYTES, RollupWriter
+from streams.fetch import Records
 from streams.metrics import OTHER
 from streams.units import Admitted, Decoded, Unit
 
@@ -108,10 +109,10 @@ class CostUnit(Unit):
             self.names[kind].append(name)
         return i
 
-    def decode(self, kind: str, records: list, refuse) -> Decoded:
+    def decode(self, kind: str, records: Records, refuse) -> Decoded:
         """Usage records straight to columns (:mod:`streams.costs.wire`); the records the scan
         leaves, valid or not, go through msgspec like any other unit's, and join the columns."""
-        scan = scan_usage([r.value for r in records], [r.key for r in records], MAX_EVENT_BYTES)
+        scan = scan_usage(records.values, records.keys, MAX_EVENT_BYTES)
         fast = np.flatnonzero(scan.ok)
         fps = scan.fingerprints[fast]
         ints = scan.ints[fast]
@@ -121,7 +122,7 @@ class CostUnit(Unit):
         slow_keys: dict[int, tuple[str, str, str]] = {}  # position -> key, of the records msgspec read
         if len(fast) < len(records):
             slow = np.flatnonzero(~scan.ok)
-            read = super().decode(kind, [records[i] for i in slow.tolist()], lambda i, why: refuse(int(slow[i]), why))
+            read = super().decode(kind, Records([records[i] for i in slow.tolist()]), lambda i, why: refuse(int(slow[i]), why))
             if len(read):
                 data = [e.data for e in read.events]
                 keys = [(e.subject, d.model, d.feature) for e, d in zip(read.events, data)]
