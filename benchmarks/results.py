@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import sys
+import time
 from pathlib import Path
 
 import numba
@@ -50,12 +51,29 @@ def default_command() -> str:
     return " ".join([head, *sys.argv[1:]])
 
 
+def python_speed(iterations: int = 2_000_000) -> float:
+    """Millions of plain Python loop iterations per second, best of three.
+
+    The shared host's speed varies several-fold from hour to hour with no sign in the load
+    average; this figure, taken when a section is written, says which kind of hour it was.
+    """
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(iterations):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return iterations / best / 1e6
+
+
 def machine_header(command: str) -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"Command: `{command}`  \n"
         f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  \n"
-        f"Machine: {os.cpu_count()} cores, {_cpu_model()}, {_memory()}, load average {load} at the end  \n"
+        f"Machine: {os.cpu_count()} cores, {_cpu_model()}, {_memory()}, load average {load} at the end, "
+        f"plain Python loop {python_speed():.1f}M iterations/s at the end  \n"
         f"Python {platform.python_version()}, numba {numba.__version__}, numpy {np.__version__}\n"
     )
 

@@ -21,6 +21,7 @@ its top functions go into the results. Everything is written to the ``end-to-end
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -477,6 +478,9 @@ def report(mode: str, sizes: Sizes, r: dict, errors: dict[str, str]) -> str:
 
 
 def main() -> int:
+    # No options (the mode comes from BENCH); --help says so instead of starting a 10-minute run.
+    argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     mode = os.environ.get("BENCH", "short")
     if mode not in SIZES:
         raise SystemExit(f"BENCH must be one of {', '.join(SIZES)}, got {mode!r}")
