@@ -14,8 +14,9 @@ it walks a batch:
   at once wherever they are two streams' on their detector's common path (``_step_pair``, over
   :mod:`detectors._pairs`): one 2-wide instruction per operation, so a division or a square root
   costs two streams what it costs a lone detector for one, which pays for the loads and stores.
-  EDDM's common value (a correct prediction) only counts, so its bank spends on it a few integer
-  compares and one addition in memory. Regrouping such a batch by stream first costs a few ns per
+  EDDM's common value (a correct prediction) only counts, so its bank spends on it one integer
+  compare and one addition in memory: streams with a detection pending start the batch afresh,
+  their rows set aside (``eddm._feed_each``), so no value looks at a flag. Regrouping such a batch by stream first costs a few ns per
   value, as much as an update, and was slower still (``benchmarks/RESULTS.md`` has the figures).
   KSWIN is the exception: its window is kilobytes, so value by value every update would fetch a
   window from memory; it regroups the batch by stream with a counting sort and feeds the groups

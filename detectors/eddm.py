@@ -123,14 +123,85 @@ def _feed_runs(states, params, streams, bounds, values):
     return found[:n_found]
 
 
+# Rows a batch sets aside at most (_feed_each): beyond, the rest of the batch checks each value.
+_ASIDE = 64
+
+
 @njit(cache=True, error_model="numpy")
 def _feed_each(states, params, stream_ids, values):
     """Feed ``values[i]`` to ``states[stream_ids[i]]``, in order; returns the indices in ``values``
     where drift was signalled."""
+    n = len(values)
+    if len(states) > n:
+        return _feed_each_checked(states, params, stream_ids, values)
+    # A stream with a detection pending restarts at its next value, whatever it is. Rather than
+    # test every value for it, such a stream starts the batch afresh, its row set aside; one that
+    # then sees no value (none counted) gets its row back at the end. A detection within the batch
+    # does the same, so that no value needs to look at the flags: the common one only counts.
+    aside = np.empty((_ASIDE, _STATE_SIZE), np.float64)
+    aside_ids = np.empty(_ASIDE, np.int64)
+    n_aside = 0
+    for s in range(len(states)):
+        if states[s, DRIFT] != 0.0:
+            if n_aside == _ASIDE:
+                _give_back(states, aside, aside_ids, n_aside)
+                return _feed_each_checked(states, params, stream_ids, values)
+            _set_aside(states, s, aside, aside_ids, n_aside)
+            n_aside += 1
     parameters = _parameters(params)
     ids = stream_ids.view(np.uint64)  # unsigned: no wraparound of negative indices to compute
-    # _step's common case, a value other than 1 with no detection pending, is told by comparing
-    # bits: one integer compare each, where a float compare also branches on NaN
+    # the common case, a value other than 1, is told by comparing bits: one integer compare
+    # each, where a float compare also branches on NaN
+    value_bits = values.view(np.int64)
+    found = np.empty(n, np.int64)
+    n_found = 0
+    rest = n
+    for i in range(n):
+        s = ids[i]
+        if value_bits[i] != _ONE_BITS:
+            states[s, _N] += 1.0
+        elif _feed_one(states, parameters, s, 1.0):
+            found[n_found] = i
+            n_found += 1
+            if n_aside == _ASIDE:
+                rest = i + 1
+                break
+            _set_aside(states, s, aside, aside_ids, n_aside)
+            n_aside += 1
+    _give_back(states, aside, aside_ids, n_aside)
+    if rest < n:
+        later = _feed_each_checked(states, params, stream_ids[rest:], values[rest:])
+        found[n_found : n_found + len(later)] = later + rest
+        n_found += len(later)
+    return found[:n_found]
+
+
+@njit(cache=True, inline="always")
+def _set_aside(states, s, aside, aside_ids, k):
+    """Keep ``states[s]`` as the ``k``-th row set aside and restart the stream as river's reset does."""
+    for j in range(_STATE_SIZE):
+        aside[k, j] = states[s, j]
+    aside_ids[k] = s
+    states[s, DRIFT], states[s, WARNING], states[s, _N], states[s, _LAST_ERROR] = 0.0, 0.0, 0.0, 0.0
+    states[s, _N_ERRORS], states[s, _MEAN], states[s, _SQUARES], states[s, _P2S_MAX] = 0.0, 0.0, 0.0, -1.0
+
+
+@njit(cache=True)
+def _give_back(states, aside, aside_ids, n_aside):
+    """Restore the rows set aside whose streams have seen no value since: latest first, so that a
+    stream given its row back (a count of at least 1) keeps it."""
+    for k in range(n_aside - 1, -1, -1):
+        s = aside_ids[k]
+        if states[s, _N] == 0.0:
+            for j in range(_STATE_SIZE):
+                states[s, j] = aside[k, j]
+
+
+@njit(cache=True, error_model="numpy")
+def _feed_each_checked(states, params, stream_ids, values):
+    """``_feed_each`` of a batch shorter than the bank: each value checks its stream's flag."""
+    parameters = _parameters(params)
+    ids = stream_ids.view(np.uint64)
     value_bits, state_bits = values.view(np.int64), states.view(np.int64)
     found = np.empty(len(values), np.int64)
     n_found = 0

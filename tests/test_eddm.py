@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from river.drift import binary
 
-from detectors.eddm import _LAST_ERROR, _MEAN, _N, _N_ERRORS, _P2S_MAX, _SQUARES, EDDM, EDDMBank
+from detectors.eddm import _ASIDE, _LAST_ERROR, _MEAN, _N, _N_ERRORS, _P2S_MAX, _SQUARES, EDDM, EDDMBank
 from tests import binary_parity as parity
 
 PARAMS = [
@@ -101,6 +101,49 @@ def test_random_bit_lists_match_river(bits, warm_start, thresholds):
 def test_bank_matches_single_detectors_on_interleaved_streams(params):
     per_stream = [values for _, values in streams(3, long=False)]
     parity.check_bank_on_interleaved_streams(EDDM, EDDMBank, binary.EDDM, params, per_stream)
+
+
+@pytest.mark.nojit
+def test_bank_restarts_streams_after_detections_whatever_the_batches():
+    """An interleaved bank sets aside the rows of streams with a detection pending (detected in an
+    earlier batch or in this one) and gives back those of streams a batch leaves out: more such
+    streams than it sets aside at once, some left out of a batch, a batch shorter than the bank."""
+    params = {"warm_start": 0, "alpha": 0.99, "beta": 0.97}
+    pattern = np.array(([0.0] * 20 + [1.0]) * 3 + [1.0, 1.0, 1.0])  # drift at its 65th value
+    assert EDDM(**params).update_many(pattern).tolist() == [64]
+    rng = np.random.default_rng(5)
+    n_streams = 150
+    per_stream = np.tile(pattern, (n_streams, 8))
+    per_stream[:, 200:] = np.abs(per_stream[:, 200:] - (rng.random((n_streams, per_stream.shape[1] - 200)) < 0.05))
+    everyone, first, rest = np.arange(n_streams), np.arange(40), np.arange(20, n_streams)
+    # (streams, the end of each one's values in this batch), in order
+    batches = [(everyone, 65), (everyone, 130), (first, 174), (rest, 250), (everyone, 520), (everyone, 528)]
+    bank = EDDMBank(n_streams, **params)
+    fed = np.zeros(n_streams, np.int64)
+    found, pending, detections = [], [], []
+    for streams, stop in batches:
+        owner = rng.permutation(np.repeat(streams, stop - fed[streams]))
+        if stop == 528:
+            owner = owner[: n_streams // 2]  # shorter than the bank
+        values, where = np.empty(len(owner)), []
+        for s in streams:
+            at = np.flatnonzero(owner == s)
+            values[at] = per_stream[s, fed[s] : fed[s] + len(at)]
+            where.append((s, at, fed[s]))
+            fed[s] += len(at)
+        pending.append(set(np.flatnonzero(bank.drift_detected).tolist()))
+        _, indices = bank.update_many(owner, values)
+        detections.append(len(indices))
+        at_in_stream = {int(i): (int(s), int(start + np.searchsorted(at, i))) for s, at, start in where for i in at}
+        found += [at_in_stream[int(i)] for i in indices]
+    assert detections[0] > _ASIDE and len(pending[1]) > _ASIDE  # more than it sets aside at once
+    assert 0 < len(pending[3]) <= _ASIDE and pending[3] - set(rest.tolist())  # some left out of batch 4
+    expected = []
+    for s in range(n_streams):
+        single = EDDM(**params)
+        expected += [(s, int(i)) for i in single.update_many(per_stream[s, : fed[s]])]
+        assert np.array_equal(bank.stream(s)._state, single._state), s
+    assert sorted(found) == sorted(expected)
 
 
 @pytest.mark.nojit
