@@ -9,8 +9,11 @@ the top-N spenders plus ``__other__`` (:class:`TopCustomers`).
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
+# A ``*_created`` sample per counter and histogram child doubles the page on the classic text
+# format; nothing reads them (Prometheus takes resets from the counters themselves).
+disable_created_metrics()
 
 OTHER = "__other__"
 # The classic text format every Prometheus version scrapes (without charset: aiohttp adds it).
@@ -34,6 +37,11 @@ class _Children:
         if self._cache.pop(labels, None) is not None:
             self.family.remove(*labels)
 
+    def remove_where(self, position: int, values: set) -> None:
+        """Remove every child whose label at ``position`` is one of ``values``."""
+        for labels in [labels for labels in self._cache if labels[position] in values]:
+            self.remove(*labels)
+
 
 class TopCustomers:
     """Which customers get a label value of their own: the top-N spenders, the rest ``__other__``.
@@ -41,19 +49,27 @@ class TopCustomers:
     Spend is summed where it is known, by each cost unit over its own customers (numpy, by
     customer id); a unit offers its own top-N with their cumulative spend every
     ``rerank_seconds`` (and at every batch while fewer than N customers are labelled). The global
-    top-N is among the offers. A promoted customer keeps its label (counters must not jump back)
-    until there are more than ``2 * n`` labelled customers; then the smallest spenders are demoted.
-    Promotion only routes *future* spend to the new label, so every series stays monotonic:
-    ``__other__`` holds what was spent before. ``generation`` changes whenever the labelled set
-    does, so units recompute their per-customer label masks only then.
+    top-N is among the offers. A promoted customer keeps its label until there are more than
+    ``2 * n`` labelled customers; then the smallest spenders are demoted, and their series are
+    removed (:meth:`Metrics.offer_top_customers`), so at most ``2 * n`` customers plus
+    ``__other__`` ever have series at once, however many customers come and go. Promotion and
+    demotion only route *future* spend, so every series stays monotonic while it exists:
+    ``__other__`` holds what was spent outside a label, and a demoted customer's series ends
+    (Prometheus marks it stale; ``rate`` and ``increase`` over the families stay right).
+    ``generation`` changes whenever the labelled set does, so units recompute their per-customer
+    label masks only then.
 
     Examples
     --------
     >>> top = TopCustomers(1)
     >>> top.offer("cost/0", ["a"], [5])
+    set()
     >>> top.offer("cost/1", ["c"], [9])  # c is the top spender now; a keeps its label (2 <= 2n)
+    set()
     >>> sorted(top.labelled), top.label("b")
     (['a', 'c'], '__other__')
+    >>> sorted(top.offer("cost/2", ["d"], [20]))  # 3 > 2n: the top one stays, the others are demoted
+    ['a', 'c']
     """
 
     def __init__(self, n: int, rerank_seconds: float = 30.0):
@@ -63,8 +79,9 @@ class TopCustomers:
         self.generation = 0
         self._offers: dict[str, dict[str, int]] = {}  # unit -> its top spenders
 
-    def offer(self, unit: str, customers: list[str], spend: list[int]) -> None:
-        """A unit's top spenders and their cumulative spend; re-ranks the labels."""
+    def offer(self, unit: str, customers: list[str], spend: list[int]) -> set[str]:
+        """A unit's top spenders and their cumulative spend; re-ranks the labels and returns the
+        customers demoted."""
         self._offers[unit] = dict(zip(customers, spend))
         known: dict[str, int] = {}
         for offered in self._offers.values():
@@ -73,9 +90,11 @@ class TopCustomers:
         labelled = self.labelled | set(ranked[: self.n])
         if len(labelled) > 2 * self.n:
             labelled = set(sorted(labelled, key=lambda c: known.get(c, 0), reverse=True)[: self.n])
+        demoted = self.labelled - labelled
         if labelled != self.labelled:
             self.labelled = labelled
             self.generation += 1
+        return demoted
 
     def wants_offers(self) -> bool:
         """Fewer than N labelled: every batch's offer counts, not only the periodic ones."""
@@ -154,6 +173,13 @@ class Metrics:
             "driftmeter_usage_late_events", "Usage events that arrived after their window was final.", registry=r)
         self.rollups = _Children(Counter(
             "driftmeter_rollups", "Rollup records emitted by window size and lateness.", ["window", "late"], registry=r))
+
+    def offer_top_customers(self, unit: str, customers: list[str], spend: list[int]) -> None:
+        """:meth:`TopCustomers.offer`, then the demoted customers' series are removed."""
+        demoted = self.top_customers.offer(unit, customers, spend)
+        if demoted:
+            self.cost_usd.remove_where(0, demoted)
+            self.tokens.remove_where(0, demoted)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition and its content type."""

@@ -60,3 +60,17 @@ def test_labels_stay_until_twice_n_then_the_smallest_are_demoted():
     assert top.labelled == {"a", "b", "c", "d"} and top.generation > generation
     top.offer("cost/2", ["e"], [60])  # 5 > 2n: the top n stay
     assert top.labelled == {"e", "c"}
+
+
+def test_demoted_customers_lose_their_series_so_labels_stay_bounded():
+    metrics = Metrics(top_customers=2)
+    for round_ in range(20):  # a new biggest spender every round: 20 customers come and go
+        for customer in (f"c{round_}", f"d{round_}"):
+            metrics.cost_usd(customer, "m", "f").inc(1)
+            metrics.tokens(customer, "m", "input").inc(1)
+        metrics.offer_top_customers("cost/0", [f"c{round_}", f"d{round_}"], [100 * round_ + 2, 100 * round_ + 1])
+    for name in ("driftmeter_cost_usd_total", "driftmeter_tokens_total"):
+        customers = {dict(labels)["customer"] for labels in samples(metrics, name)}
+        assert customers <= metrics.top_customers.labelled and len(customers) <= 4
+    assert {"c19", "d19"} <= metrics.top_customers.labelled
+    assert not samples(metrics, "driftmeter_cost_usd_created")  # no *_created series

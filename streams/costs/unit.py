@@ -304,7 +304,7 @@ class CostUnit(Unit):
             self._last_offer = now
             spend = self.customer_spend[:n_customers]
             best = np.argsort(-spend, kind="stable")[: top.n]
-            top.offer(self.name, self.budgets.customer_names(best), spend[best].tolist())
+            self.metrics.offer_top_customers(self.name, self.budgets.customer_names(best), spend[best].tolist())
         if self._labels_generation != top.generation or len(self._labelled) < n_customers:
             self._labels_generation = top.generation
             self._labelled = np.zeros(n_customers, np.bool_)
