@@ -31,7 +31,7 @@ does not cache a kernel that takes a jitted function as an argument, and the wor
 kernels from the cache. Each reads its parameter vector into locals once (``_parameters``): the
 stores into the state matrix could alias it, so read in the loop it would be reloaded at every value.
 :func:`update_in_runs` picks one in Python, not inside the detector's kernel, on purpose: numba's
-on-disk cache only notices edits to a kernel's own file, so a kernel calling :func:`_own_runs`
+on-disk cache only notices edits to a kernel's own file, so a kernel calling :func:`_checked_runs`
 would go on running a stale compiled copy of it after this module changes (the pair operations of
 :mod:`detectors._pairs` are compiled into the kernels that use them, with the same caveat).
 """
@@ -44,22 +44,25 @@ from numba import njit
 # Below this mean length a batch is fed value by value: a run costs a state load and store (tens
 # of cycles), which long runs spread over their values.
 _MIN_MEAN_RUN = 16
-# Above every id :func:`_own_runs` is asked about (it does not check them).
-_NO_LIMIT = 2**63 - 1
 
 
 @njit(cache=True)
 def _checked_runs(stream_ids, n_streams):
-    """:func:`_own_runs`, and whether every id is in ``[0, n_streams)``, in one pass over the ids.
+    """The batch's runs of equal consecutive ids, when they are long enough to feed run by run,
+    and whether every id is in ``[0, n_streams)``, in one pass over the ids.
 
-    Returns ``(streams, bounds, in_range)``. A batch of short runs is left as soon as the runs are
-    too many; the rest of its ids is then only checked.
+    Returns ``(streams, bounds, in_range)``: run ``k`` is positions ``bounds[k]:bounds[k + 1]``,
+    for stream ``streams[k]``. When the runs average fewer than ``_MIN_MEAN_RUN`` values,
+    ``bounds`` is empty: the batch is to be fed value by value (the pass leaves the runs as soon
+    as they are too many; the rest of the ids is then only checked).
 
     Examples
     --------
     >>> import numpy as np
     >>> _checked_runs(np.repeat([1, 0], 20), 2)
     (array([1, 0]), array([ 0, 20, 40]), True)
+    >>> _checked_runs(np.array([2, 0, 2, 2]), 3)  # interleaved: no runs
+    (array([], dtype=int64), array([], dtype=int64), True)
     >>> _checked_runs(np.array([2, 0, 2, -1]), 3)  # as unsigned, a negative id is out of range
     (array([], dtype=int64), array([], dtype=int64), False)
     """
@@ -83,26 +86,6 @@ def _checked_runs(stream_ids, n_streams):
             k += 1
     bounds[k] = n
     return streams[:k], bounds[: k + 1], not out_of_range
-
-
-@njit(cache=True)
-def _own_runs(stream_ids):
-    """The batch's runs of equal consecutive ids, when they are long enough to feed run by run.
-
-    Returns ``(streams, bounds)``: run ``k`` is positions ``bounds[k]:bounds[k + 1]``, for stream
-    ``streams[k]``. When the runs average fewer than ``_MIN_MEAN_RUN`` values, ``bounds`` is
-    empty: the batch is to be fed value by value.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> _own_runs(np.repeat([1, 0], 20))
-    (array([1, 0]), array([ 0, 20, 40]))
-    >>> _own_runs(np.array([2, 0, 2, 2]))  # interleaved: no runs
-    (array([], dtype=int64), array([], dtype=int64))
-    """
-    streams, bounds, _ = _checked_runs(stream_ids, _NO_LIMIT)
-    return streams, bounds
 
 
 @njit(cache=True)

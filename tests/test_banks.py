@@ -25,7 +25,7 @@ from detectors import (
     PageHinkley,
     PageHinkleyBank,
 )
-from detectors._runs import _by_stream, _own_runs
+from detectors._runs import _by_stream, _checked_runs
 
 # Parameters that fire often, so that detections (and the reset on the next value) happen
 # inside runs, at their ends, and across batch boundaries.
@@ -137,13 +137,14 @@ def own_runs(stream_ids: np.ndarray) -> list[tuple[int, list[int]]]:
 @pytest.mark.nojit
 @pytest.mark.parametrize("layout", LAYOUTS + ["empty"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_own_runs_are_the_batch_runs_when_they_are_long(layout, seed):
+def test_checked_runs_are_the_batch_runs_when_they_are_long(layout, seed):
     rng = np.random.default_rng(seed)
     if layout == "empty":
         ids = np.empty(0, np.int64)
     else:
         ids = batch_ids(layout, [int(k) for k in rng.integers(1, 80, 5)], rng)
-    streams, bounds = _own_runs(ids)
+    streams, bounds, in_range = _checked_runs(ids, 5)
+    assert in_range
 
     expected = own_runs(ids)
     mean_run = len(ids) / max(len(expected), 1)
